@@ -1,0 +1,141 @@
+//! Between engine views and ifa.v1 messages; errors to gRPC status codes.
+
+use ifa_api::v1;
+use tonic::Status;
+
+use crate::core::{AiaMode, Backing, Class, CoreError};
+use crate::engine::actor::EngineGone;
+use crate::engine::{EngineError, HartView, StatusView, VmView};
+
+pub fn class_from_proto(raw: i32) -> Option<Class> {
+    match v1::Class::try_from(raw).ok()? {
+        v1::Class::Guaranteed => Some(Class::Guaranteed),
+        v1::Class::Burstable => Some(Class::Burstable),
+        v1::Class::BestEffort => Some(Class::BestEffort),
+        v1::Class::Unspecified => None,
+    }
+}
+
+fn class_to_proto(c: Class) -> v1::Class {
+    match c {
+        Class::Guaranteed => v1::Class::Guaranteed,
+        Class::Burstable => v1::Class::Burstable,
+        Class::BestEffort => v1::Class::BestEffort,
+    }
+}
+
+fn mode_to_proto(m: AiaMode) -> v1::AiaMode {
+    match m {
+        AiaMode::Emul => v1::AiaMode::Emul,
+        AiaMode::Hwaccel => v1::AiaMode::Hwaccel,
+        AiaMode::Auto => v1::AiaMode::Auto,
+    }
+}
+
+fn backing_to_proto(b: Backing) -> v1::Backing {
+    match b {
+        Backing::VsFile => v1::Backing::Vsfile,
+        Backing::Mrif => v1::Backing::Mrif,
+    }
+}
+
+pub fn vm_to_proto(vm: VmView) -> v1::Vm {
+    v1::Vm {
+        vm: vm.vm,
+        class: class_to_proto(vm.class).into(),
+        aia_mode: mode_to_proto(vm.aia_mode).into(),
+        devices: vm.devices,
+        vcpus: vm
+            .vcpus
+            .into_iter()
+            .map(|v| v1::Vcpu {
+                vcpu: v.vcpu,
+                hart: v.hart,
+                backing: backing_to_proto(v.backing).into(),
+                guest_imsic_gpa: v.guest_imsic_gpa,
+                vsfile_hpa: v.vsfile_hpa,
+                is_mrif: v.backing == Backing::Mrif,
+                vsfile_line: v.line.map_or(0, u32::from),
+            })
+            .collect(),
+    }
+}
+
+pub fn status_to_proto(s: StatusView) -> v1::Status {
+    v1::Status {
+        host: s.host.to_string(),
+        harts: s.harts,
+        harts_online: s.harts_online,
+        vsfiles_total: s.vsfiles_total,
+        vsfiles_used: s.vsfiles_used,
+        vsfiles_free: s.vsfiles_free(),
+        vms: s.vms,
+        vcpus_vsfile: s.vcpus_vsfile,
+        vcpus_mrif: s.vcpus_mrif,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
+pub fn hart_to_proto(h: HartView) -> v1::Hart {
+    v1::Hart {
+        hart: h.hart,
+        vsfiles: h.vsfiles,
+        used: h.used,
+        online: h.online,
+        numa_node: h.numa_node,
+        vcpus: h.vcpus,
+    }
+}
+
+pub fn core_status(e: CoreError) -> Status {
+    let msg = e.to_string();
+    match e {
+        CoreError::InvalidArgument { .. } => Status::invalid_argument(msg),
+        CoreError::VmExists(_) | CoreError::DeviceInUse { .. } => Status::already_exists(msg),
+        CoreError::VmNotFound(_) => Status::not_found(msg),
+        CoreError::Refused(_) => Status::resource_exhausted(msg),
+    }
+}
+
+impl From<EngineError> for Status {
+    fn from(e: EngineError) -> Status {
+        match e {
+            EngineError::Core(e) => core_status(e),
+            EngineError::Host(e) => Status::failed_precondition(e.to_string()),
+        }
+    }
+}
+
+impl From<EngineGone> for Status {
+    fn from(e: EngineGone) -> Status {
+        Status::unavailable(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn errors_map_to_the_codes_clients_branch_on() {
+        let id = crate::core::VmId::parse("a").unwrap();
+        let cases = [
+            (CoreError::invalid("vcpus", "0"), Code::InvalidArgument),
+            (CoreError::VmExists(id.clone()), Code::AlreadyExists),
+            (CoreError::VmNotFound(id), Code::NotFound),
+            (CoreError::Refused("full".into()), Code::ResourceExhausted),
+        ];
+        for (e, code) in cases {
+            assert_eq!(core_status(e).code(), code);
+        }
+        assert_eq!(Status::from(EngineGone).code(), Code::Unavailable);
+    }
+
+    #[test]
+    fn unspecified_or_unknown_class_is_none() {
+        assert_eq!(class_from_proto(0), None);
+        assert_eq!(class_from_proto(99), None);
+        assert_eq!(class_from_proto(3), Some(Class::BestEffort));
+    }
+}

@@ -1,0 +1,7 @@
+//! The gRPC front-end: translates ifa.v1 requests into engine jobs and
+//! engine results into ifa.v1 replies and status codes.
+
+pub mod convert;
+pub mod service;
+
+pub use service::AllocatorService;

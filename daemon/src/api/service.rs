@@ -1,0 +1,82 @@
+use ifa_api::v1;
+use ifa_api::v1::allocator_server::Allocator;
+use tonic::{Request, Response, Status};
+
+use crate::api::convert::{
+    class_from_proto, core_status, hart_to_proto, status_to_proto, vm_to_proto,
+};
+use crate::core::VmId;
+use crate::core::request::PlaceSpec;
+use crate::engine::actor::EngineHandle;
+
+/// ifa.v1.Allocator. Validation happens here, before anything reaches the
+/// engine, so bad input changes nothing.
+pub struct AllocatorService {
+    engine: EngineHandle,
+}
+
+impl AllocatorService {
+    pub fn new(engine: EngineHandle) -> Self {
+        AllocatorService { engine }
+    }
+}
+
+#[tonic::async_trait]
+impl Allocator for AllocatorService {
+    async fn get_status(
+        &self,
+        _: Request<v1::GetStatusRequest>,
+    ) -> Result<Response<v1::Status>, Status> {
+        let s = self.engine.call(|e| e.status()).await?;
+        Ok(Response::new(status_to_proto(s)))
+    }
+
+    async fn list_harts(
+        &self,
+        _: Request<v1::ListHartsRequest>,
+    ) -> Result<Response<v1::ListHartsResponse>, Status> {
+        let harts = self.engine.call(|e| e.harts()).await?;
+        Ok(Response::new(v1::ListHartsResponse {
+            harts: harts.into_iter().map(hart_to_proto).collect(),
+        }))
+    }
+
+    async fn place(&self, req: Request<v1::PlaceRequest>) -> Result<Response<v1::Vm>, Status> {
+        let r = req.into_inner();
+        let spec = PlaceSpec::parse(&r.vm, r.vcpus, class_from_proto(r.class), &r.devices)
+            .map_err(core_status)?;
+        let vm = self.engine.call(move |e| e.place(spec)).await??;
+        Ok(Response::new(vm_to_proto(vm)))
+    }
+
+    async fn list_vms(
+        &self,
+        _: Request<v1::ListVmsRequest>,
+    ) -> Result<Response<v1::ListVmsResponse>, Status> {
+        let vms = self.engine.call(|e| e.vms()).await?;
+        Ok(Response::new(v1::ListVmsResponse {
+            vms: vms.into_iter().map(vm_to_proto).collect(),
+        }))
+    }
+
+    async fn get_vm(&self, req: Request<v1::GetVmRequest>) -> Result<Response<v1::Vm>, Status> {
+        let id = VmId::parse(&req.into_inner().vm).map_err(core_status)?;
+        let vm = self
+            .engine
+            .call(move |e| e.vm(&id))
+            .await?
+            .map_err(core_status)?;
+        Ok(Response::new(vm_to_proto(vm)))
+    }
+
+    async fn release(
+        &self,
+        req: Request<v1::ReleaseRequest>,
+    ) -> Result<Response<v1::ReleaseResponse>, Status> {
+        let id = VmId::parse(&req.into_inner().vm).map_err(core_status)?;
+        let freed = self.engine.call(move |e| e.release(&id)).await??;
+        Ok(Response::new(v1::ReleaseResponse {
+            vsfiles_freed: freed,
+        }))
+    }
+}

@@ -1,0 +1,18 @@
+//! The allocation core: topology, ledger and policy. Pure: no I/O, no clock,
+//! no async, so tests and benchmarks drive it directly.
+
+pub mod bdf;
+pub mod error;
+pub mod ledger;
+pub mod model;
+pub mod policy;
+pub mod request;
+pub mod topology;
+pub mod vm_id;
+
+pub use bdf::Bdf;
+pub use error::CoreError;
+pub use ledger::Ledger;
+pub use model::{AiaMode, Backing, Class, HartId, VcpuKey};
+pub use topology::{HartInfo, Topology};
+pub use vm_id::VmId;

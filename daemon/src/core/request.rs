@@ -1,0 +1,92 @@
+use std::collections::BTreeSet;
+
+use crate::core::{Bdf, Class, CoreError, VmId};
+
+/// KVM_MAX_VCPUS on RISC-V.
+pub const MAX_VCPUS: u32 = 1024;
+
+/// A validated placement request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaceSpec {
+    pub vm: VmId,
+    pub vcpus: u32,
+    pub class: Class,
+    pub devices: Vec<Bdf>,
+}
+
+impl PlaceSpec {
+    /// Checks every field of a request as it came off the wire; the first bad
+    /// field is named in the error.
+    pub fn parse(
+        vm: &str,
+        vcpus: u32,
+        class: Option<Class>,
+        devices: &[String],
+    ) -> Result<Self, CoreError> {
+        let vm = VmId::parse(vm)?;
+        if vcpus == 0 || vcpus > MAX_VCPUS {
+            return Err(CoreError::invalid(
+                "vcpus",
+                format!("{vcpus} is out of range 1..={MAX_VCPUS}"),
+            ));
+        }
+        let class = class.ok_or_else(|| {
+            CoreError::invalid("class", "must be guaranteed, burstable or best-effort")
+        })?;
+        let mut seen = BTreeSet::new();
+        let mut parsed = Vec::with_capacity(devices.len());
+        for raw in devices {
+            let bdf: Bdf = raw.parse()?;
+            if !seen.insert(bdf) {
+                return Err(CoreError::invalid(
+                    "devices",
+                    format!("{bdf} is listed twice"),
+                ));
+            }
+            parsed.push(bdf);
+        }
+        Ok(PlaceSpec {
+            vm,
+            vcpus,
+            class,
+            devices: parsed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(r: Result<PlaceSpec, CoreError>) -> &'static str {
+        match r {
+            Err(CoreError::InvalidArgument { field, .. }) => field,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_a_good_request() {
+        let s = PlaceSpec::parse("a", 4, Some(Class::Burstable), &["01:00.0".into()]).unwrap();
+        assert_eq!(s.vcpus, 4);
+        assert_eq!(s.devices[0].to_string(), "0000:01:00.0");
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        let g = Some(Class::Guaranteed);
+        assert_eq!(field_of(PlaceSpec::parse("", 1, g, &[])), "vm");
+        assert_eq!(field_of(PlaceSpec::parse("a", 0, g, &[])), "vcpus");
+        assert_eq!(
+            field_of(PlaceSpec::parse("a", MAX_VCPUS + 1, g, &[])),
+            "vcpus"
+        );
+        assert_eq!(field_of(PlaceSpec::parse("a", 1, None, &[])), "class");
+        assert_eq!(
+            field_of(PlaceSpec::parse("a", 1, g, &["x".into()])),
+            "devices"
+        );
+        let twice = ["0000:01:00.0".to_string(), "01:00.0".to_string()];
+        assert_eq!(field_of(PlaceSpec::parse("a", 1, g, &twice)), "devices");
+    }
+}

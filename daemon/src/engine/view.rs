@@ -1,0 +1,133 @@
+//! Read-only snapshots of the engine's state, as the API returns them.
+
+use crate::core::ledger::VmRecord;
+use crate::core::{AiaMode, Backing, Class, HartId, Ledger, Topology};
+
+/// QEMU virt's guest IMSIC S-level base; a guest without nested files has
+/// one page per vCPU there.
+pub const GUEST_IMSIC_S_BASE: u64 = 0x2800_0000;
+const GUEST_IMSIC_PAGE: u64 = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusView {
+    pub host: &'static str,
+    pub harts: u32,
+    pub harts_online: u32,
+    pub vsfiles_total: u32,
+    pub vsfiles_used: u32,
+    pub vms: u32,
+    pub vcpus_vsfile: u32,
+    pub vcpus_mrif: u32,
+}
+
+impl StatusView {
+    pub fn new(host: &'static str, topology: &Topology, ledger: &Ledger) -> Self {
+        let (mut vsfile, mut mrif) = (0, 0);
+        let mut vms = 0;
+        for vm in ledger.vms() {
+            vms += 1;
+            for v in &vm.vcpus {
+                match v.backing {
+                    Backing::VsFile => vsfile += 1,
+                    Backing::Mrif => mrif += 1,
+                }
+            }
+        }
+        StatusView {
+            host,
+            harts: topology.len() as u32,
+            harts_online: topology.online().count() as u32,
+            vsfiles_total: topology.vsfiles_online(),
+            vsfiles_used: ledger.vsfiles_used(),
+            vms,
+            vcpus_vsfile: vsfile,
+            vcpus_mrif: mrif,
+        }
+    }
+
+    pub fn vsfiles_free(&self) -> u32 {
+        self.vsfiles_total.saturating_sub(self.vsfiles_used)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HartView {
+    pub hart: HartId,
+    pub vsfiles: u32,
+    pub used: u32,
+    pub online: bool,
+    pub numa_node: u32,
+    pub vcpus: u32,
+}
+
+impl HartView {
+    pub fn all(topology: &Topology, ledger: &Ledger) -> Vec<HartView> {
+        topology
+            .harts()
+            .iter()
+            .map(|h| {
+                let load = ledger.load(h.id);
+                HartView {
+                    hart: h.id,
+                    vsfiles: u32::from(h.vsfiles),
+                    used: load.vsfiles_used,
+                    online: h.online,
+                    numa_node: h.numa_node,
+                    vcpus: load.vcpus,
+                }
+            })
+            .collect()
+    }
+}
+
+/// One vCPU with the record irqbypass needs: {gpa, hpa, is_mrif}.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VcpuView {
+    pub vcpu: u32,
+    pub hart: HartId,
+    pub backing: Backing,
+    pub line: Option<u8>,
+    pub guest_imsic_gpa: u64,
+    /// 0 while on MRIF or before the host reported the line.
+    pub vsfile_hpa: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmView {
+    pub vm: String,
+    pub class: Class,
+    pub aia_mode: AiaMode,
+    pub devices: Vec<String>,
+    pub vcpus: Vec<VcpuView>,
+}
+
+impl VmView {
+    pub fn new(record: &VmRecord, topology: &Topology) -> Self {
+        let vcpus = record
+            .vcpus
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let hpa = match (v.backing, v.line, topology.hart(v.hart)) {
+                    (Backing::VsFile, Some(line), Some(h)) => h.vsfile_pa(line),
+                    _ => 0,
+                };
+                VcpuView {
+                    vcpu: i as u32,
+                    hart: v.hart,
+                    backing: v.backing,
+                    line: v.line.filter(|_| v.backing == Backing::VsFile),
+                    guest_imsic_gpa: GUEST_IMSIC_S_BASE + i as u64 * GUEST_IMSIC_PAGE,
+                    vsfile_hpa: hpa,
+                }
+            })
+            .collect();
+        VmView {
+            vm: record.id.to_string(),
+            class: record.class,
+            aia_mode: record.class.aia_mode(),
+            devices: record.devices.iter().map(ToString::to_string).collect(),
+            vcpus,
+        }
+    }
+}

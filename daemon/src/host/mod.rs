@@ -1,0 +1,54 @@
+//! Every effect ifad has on the host goes through `Host`: the simulated host
+//! (a faithful model of KVM, for development, tests and policy evaluation)
+//! and, on a real RISC-V KVM host, the Linux backend.
+
+pub mod detect;
+pub mod sim;
+
+use crate::core::{AiaMode, HartId, Topology, VmId};
+
+/// What the host shows of one vCPU's interrupt file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// The host cannot tell (not run yet, or no way to see it).
+    Unknown,
+    VsFile {
+        hart: HartId,
+        line: u8,
+    },
+    Mrif {
+        hart: HartId,
+    },
+    /// A HWACCEL entry failed for lack of a VS-file on that hart.
+    EntryFailed {
+        hart: HartId,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("vm {vm}: {reason}")]
+    Vm { vm: VmId, reason: String },
+}
+
+pub trait Host: Send {
+    /// "simulated" or "linux", as status reports it.
+    fn kind(&self) -> &'static str;
+
+    /// The harts as discovered.
+    fn topology(&self) -> &Topology;
+
+    /// Makes the host run the VM as placed: its AIA mode, and each vCPU
+    /// (index = position in `harts`) affine to exactly one hart.
+    fn apply_vm(&mut self, vm: &VmId, mode: AiaMode, harts: &[HartId]) -> Result<(), HostError>;
+
+    /// Stops managing the VM; on the simulated host its VMM exits.
+    fn release_vm(&mut self, vm: &VmId) -> Result<(), HostError>;
+
+    /// Lets running vCPUs enter the guest, so the host's view catches up
+    /// with what was applied.
+    fn settle(&mut self);
+
+    /// Per vCPU, what the host shows; empty for an unknown VM.
+    fn observe(&self, vm: &VmId) -> Vec<Observed>;
+}

@@ -1,0 +1,13 @@
+//! ifad: the interrupt-file allocation daemon for RISC-V KVM hosts.
+//!
+//! `core` decides (pure), `host` acts (simulated or Linux), `engine` owns
+//! the state, `api` serves it over gRPC.
+
+pub mod api;
+pub mod core;
+pub mod engine;
+pub mod host;
+pub mod metrics;
+pub mod metrics_http;
+pub mod server;
+pub mod socket;

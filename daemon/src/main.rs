@@ -1,0 +1,124 @@
+mod args;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use ifad::engine::{Engine, actor};
+use ifad::host::Host;
+use ifad::host::detect::not_a_riscv_kvm_host;
+use ifad::host::sim::SimHost;
+use ifad::metrics::Metrics;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use args::{Args, LogFormat, MetricsListen};
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn pick_host(args: &Args) -> anyhow::Result<Box<dyn Host>> {
+    if let Some(spec) = &args.simulate {
+        return Ok(Box::new(SimHost::from_spec(spec)));
+    }
+    match not_a_riscv_kvm_host(Path::new("/"), std::env::consts::ARCH) {
+        Some(why) => bail!("{why}; pass --simulate to run on a simulated RISC-V KVM host"),
+        None => bail!(
+            "the Linux host backend is not available in this build yet; \
+             pass --simulate to run on a simulated RISC-V KVM host"
+        ),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    if let Err(e) = run(args).await {
+        error!("{e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let host = pick_host(&args)?;
+    let topo = host.topology();
+    let nodes = {
+        let mut n: Vec<u32> = topo.harts().iter().map(|h| h.numa_node).collect();
+        n.dedup();
+        n.len()
+    };
+    info!(
+        "ifad {} on the {} host: {} harts, {} VS-files, {} NUMA node(s)",
+        env!("CARGO_PKG_VERSION"),
+        host.kind(),
+        topo.len(),
+        topo.vsfiles_online(),
+        nodes
+    );
+    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"), host.kind());
+    let (engine, engine_thread) =
+        actor::spawn(Engine::new(host, metrics.clone())).context("starting the engine")?;
+
+    let socket: PathBuf = args.socket.unwrap_or_else(ifa_api::socket::default_path);
+    let listener = ifad::socket::bind(&socket)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let metrics_task = match args.metrics_listen {
+        MetricsListen::Off => None,
+        MetricsListen::On(addr) => {
+            let tcp = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics-listen {addr}"))?;
+            info!("serving metrics on http://{}/metrics", tcp.local_addr()?);
+            Some(tokio::spawn(ifad::metrics_http::serve(
+                tcp,
+                metrics,
+                stopped(),
+            )))
+        }
+    };
+
+    info!("serving ifa.v1 on unix:{}", socket.display());
+    let api = tokio::spawn(ifad::server::serve_api(listener, engine, stopped()));
+    info!("ready");
+
+    shutdown_signal().await;
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    api.await?.context("gRPC server")?;
+    if let Some(t) = metrics_task {
+        t.await?.context("metrics server")?;
+    }
+    let _ = std::fs::remove_file(&socket);
+    // The API held the last engine handles; the engine thread ends with them.
+    let _ = engine_thread.join();
+    Ok(())
+}

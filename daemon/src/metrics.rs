@@ -1,0 +1,173 @@
+//! Prometheus metrics. Names follow Prometheus conventions: `_total` for
+//! counters, labels of low cardinality only (never per VM or vCPU).
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+use crate::core::policy::Assignment;
+use crate::core::{Backing, Class};
+use crate::engine::StatusView;
+
+const CLASSES: [Class; 3] = [Class::Guaranteed, Class::Burstable, Class::BestEffort];
+
+/// Why a vCPU runs on MRIF; the label of `ifad_mrif_fallbacks_total`.
+pub const FALLBACK_NO_FREE_VSFILE: &str = "no_free_vsfile";
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    vsfiles: IntGauge,
+    vsfiles_used: IntGauge,
+    harts_online: IntGauge,
+    vms: IntGauge,
+    vcpus: IntGaugeVec,
+    vm_placements: IntCounterVec,
+    vcpu_placements: IntCounterVec,
+    refusals: IntCounterVec,
+    mrif_fallbacks: IntCounterVec,
+    promotions: IntCounter,
+    hwaccel_entry_failures: IntCounter,
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+impl Metrics {
+    pub fn new(version: &str, host: &str) -> Self {
+        let r = Registry::new();
+        let build = gauge_vec(
+            &r,
+            "ifad_build_info",
+            "ifad build and host backend; always 1.",
+            &["version", "host"],
+        );
+        build.with_label_values(&[version, host]).set(1);
+        let m = Metrics {
+            vsfiles: gauge(
+                &r,
+                "ifad_vsfiles",
+                "VS-files (guest interrupt files) on online harts.",
+            ),
+            vsfiles_used: gauge(&r, "ifad_vsfiles_used", "VS-files held by placed vCPUs."),
+            harts_online: gauge(&r, "ifad_harts_online", "Online harts."),
+            vms: gauge(&r, "ifad_vms", "Placed VMs."),
+            vcpus: gauge_vec(
+                &r,
+                "ifad_vcpus",
+                "Placed vCPUs by interrupt-file backing.",
+                &["backing"],
+            ),
+            vm_placements: counter_vec(&r, "ifad_vm_placements_total", "VMs placed.", &["class"]),
+            vcpu_placements: counter_vec(
+                &r,
+                "ifad_vcpu_placements_total",
+                "vCPUs placed.",
+                &["class"],
+            ),
+            refusals: counter_vec(
+                &r,
+                "ifad_placement_refusals_total",
+                "Placements refused because the host could not hold them as their class demands.",
+                &["class"],
+            ),
+            mrif_fallbacks: counter_vec(
+                &r,
+                "ifad_mrif_fallbacks_total",
+                "vCPUs that wanted a VS-file and were put on MRIF.",
+                &["reason"],
+            ),
+            promotions: counter(
+                &r,
+                "ifad_promotions_total",
+                "vCPUs moved from MRIF to a VS-file.",
+            ),
+            hwaccel_entry_failures: counter(
+                &r,
+                "ifad_hwaccel_entry_failures_total",
+                "HWACCEL guest entries that failed for lack of a VS-file (KVM_EXIT_FAIL_ENTRY).",
+            ),
+            registry: r,
+        };
+        // Export every series from the start, so rate() works from zero.
+        for c in CLASSES {
+            m.vm_placements.with_label_values(&[c.as_str()]);
+            m.vcpu_placements.with_label_values(&[c.as_str()]);
+            m.refusals.with_label_values(&[c.as_str()]);
+        }
+        m.mrif_fallbacks
+            .with_label_values(&[FALLBACK_NO_FREE_VSFILE]);
+        m
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn placed(&self, class: Class, plan: &[Assignment]) {
+        self.vm_placements
+            .with_label_values(&[class.as_str()])
+            .inc();
+        self.vcpu_placements
+            .with_label_values(&[class.as_str()])
+            .inc_by(plan.len() as u64);
+        if class == Class::Burstable {
+            let mrif = plan.iter().filter(|a| a.backing == Backing::Mrif).count();
+            self.mrif_fallbacks
+                .with_label_values(&[FALLBACK_NO_FREE_VSFILE])
+                .inc_by(mrif as u64);
+        }
+    }
+
+    pub fn refused(&self, class: Class) {
+        self.refusals.with_label_values(&[class.as_str()]).inc();
+    }
+
+    pub fn promoted(&self) {
+        self.promotions.inc();
+    }
+
+    pub fn hwaccel_entry_failed(&self) {
+        self.hwaccel_entry_failures.inc();
+    }
+
+    /// Sets every gauge from a status snapshot.
+    pub fn refresh(&self, status: &StatusView) {
+        self.vsfiles.set(i64::from(status.vsfiles_total));
+        self.vsfiles_used.set(i64::from(status.vsfiles_used));
+        self.harts_online.set(i64::from(status.harts_online));
+        self.vms.set(i64::from(status.vms));
+        self.vcpus
+            .with_label_values(&[Backing::VsFile.as_str()])
+            .set(i64::from(status.vcpus_vsfile));
+        self.vcpus
+            .with_label_values(&[Backing::Mrif.as_str()])
+            .set(i64::from(status.vcpus_mrif));
+    }
+
+    /// The exposition in Prometheus text format.
+    pub fn render(&self) -> String {
+        prometheus::TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
+    }
+}
