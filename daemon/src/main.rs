@@ -4,7 +4,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use clap::Parser;
 use ifad::engine::{Engine, actor};
 use ifad::host::Host;
 use ifad::host::detect::not_a_riscv_kvm_host;
@@ -41,18 +40,23 @@ fn pick_host(args: &Args) -> anyhow::Result<Box<dyn Host>> {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed at the call,
+/// before the daemon says it is ready, so an early signal is never lost.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args: Args = ifa_api::cli::parse_or_exit("ifad");
     init_logging(args.log_format);
     if let Err(e) = run(args).await {
         error!("{e:#}");
@@ -62,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
     let host = pick_host(&args)?;
     let topo = host.topology();
     let nodes = {
@@ -110,7 +115,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let api = tokio::spawn(ifad::server::serve_api(listener, engine, stopped()));
     info!("ready");
 
-    shutdown_signal().await;
+    shutdown.await;
     info!("shutting down");
     let _ = stop_tx.send(true);
     api.await?.context("gRPC server")?;

@@ -26,6 +26,7 @@ pub struct Metrics {
     mrif_fallbacks: IntCounterVec,
     promotions: IntCounter,
     hwaccel_entry_failures: IntCounter,
+    ledger_corrections: IntCounter,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
@@ -106,6 +107,11 @@ impl Metrics {
                 "ifad_hwaccel_entry_failures_total",
                 "HWACCEL guest entries that failed for lack of a VS-file (KVM_EXIT_FAIL_ENTRY).",
             ),
+            ledger_corrections: counter(
+                &r,
+                "ifad_ledger_corrections_total",
+                "Times the host showed a vCPU backing the ledger had not predicted.",
+            ),
             registry: r,
         };
         // Export every series from the start, so rate() works from zero.
@@ -148,6 +154,10 @@ impl Metrics {
 
     pub fn hwaccel_entry_failed(&self) {
         self.hwaccel_entry_failures.inc();
+    }
+
+    pub fn ledger_corrected(&self) {
+        self.ledger_corrections.inc();
     }
 
     /// Sets every gauge from a status snapshot.

@@ -1,6 +1,7 @@
 //! The ifa.v1 API shared by `ifad` and `ifactl`: generated gRPC types, where
 //! the daemon's socket lives, and a client that dials it.
 
+pub mod cli;
 pub mod client;
 pub mod socket;
 

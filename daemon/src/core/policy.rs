@@ -40,8 +40,9 @@ pub fn plan(
     let want_files = match spec.class {
         Class::Guaranteed if (total_free as usize) < n => {
             return Err(CoreError::Refused(format!(
-                "guaranteed vm {} needs {n} VS-files, {total_free} free on {} online harts",
+                "guaranteed vm {} needs {}, {total_free} free on {} online harts",
                 spec.vm,
+                vsfiles(n),
                 online.len()
             )));
         }
@@ -144,3 +145,11 @@ pub fn pending_upgrades(topology: &Topology, ledger: &Ledger) -> Vec<VcpuKey> {
 #[cfg(test)]
 #[path = "policy_tests.rs"]
 mod tests;
+
+fn vsfiles(n: usize) -> String {
+    if n == 1 {
+        "1 VS-file".into()
+    } else {
+        format!("{n} VS-files")
+    }
+}

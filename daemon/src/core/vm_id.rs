@@ -11,26 +11,22 @@ pub struct VmId(String);
 
 impl VmId {
     pub fn parse(raw: &str) -> Result<Self, CoreError> {
-        let reason = if raw.is_empty() {
-            Some("must not be empty".to_string())
-        } else if raw.len() > MAX_VM_ID_LEN {
-            Some(format!("longer than {MAX_VM_ID_LEN} characters"))
-        } else if !raw.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-            Some(format!("{raw:?} must start with a letter or digit"))
-        } else if let Some(c) = raw
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-        {
-            Some(format!(
-                "{raw:?} contains {c:?}; allowed: A-Z a-z 0-9 . _ -"
-            ))
-        } else {
-            None
+        let bad_char = || {
+            raw.chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
         };
-        match reason {
-            Some(reason) => Err(CoreError::invalid("vm", reason)),
-            None => Ok(VmId(raw.to_string())),
-        }
+        let reason = if raw.is_empty() {
+            "must not be empty".to_string()
+        } else if raw.len() > MAX_VM_ID_LEN {
+            format!("longer than {MAX_VM_ID_LEN} characters")
+        } else if !raw.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            format!("{raw:?} must start with a letter or digit")
+        } else if let Some(c) = bad_char() {
+            format!("{raw:?} contains {c:?}; allowed: A-Z a-z 0-9 . _ -")
+        } else {
+            return Ok(VmId(raw.to_string()));
+        };
+        Err(CoreError::invalid("vm", reason))
     }
 
     pub fn as_str(&self) -> &str {

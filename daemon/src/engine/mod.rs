@@ -30,6 +30,8 @@ pub struct Engine {
     metrics: Metrics,
     /// vCPUs whose failed HWACCEL entry was already counted.
     failed_entries: HashSet<VcpuKey>,
+    /// Times the host showed a backing the ledger had not predicted.
+    corrections: u64,
 }
 
 impl Engine {
@@ -40,6 +42,7 @@ impl Engine {
             ledger,
             metrics,
             failed_entries: HashSet::new(),
+            corrections: 0,
         };
         engine.metrics.refresh(&engine.status());
         engine
@@ -55,6 +58,16 @@ impl Engine {
 
     pub fn host_kind(&self) -> &'static str {
         self.host.kind()
+    }
+
+    /// How often the host contradicted the ledger's prediction of KVM.
+    pub fn corrections(&self) -> u64 {
+        self.corrections
+    }
+
+    /// What the host shows held per hart, to compare with the ledger.
+    pub fn host_held_vsfiles(&self) -> Option<Vec<u32>> {
+        self.host.held_vsfiles()
     }
 
     /// Places a VM whole or not at all.
@@ -156,6 +169,7 @@ impl Engine {
         // Downgrades ran first, so the files these take are free now.
         for (key, line) in upgrades {
             warn!(vm = %key.vm, vcpu = key.vcpu, "KVM gave a VS-file the ledger did not expect");
+            self.corrected();
             if let Err(e) = self
                 .ledger
                 .set_backing(self.host.topology(), &key, Backing::VsFile)
@@ -185,6 +199,7 @@ impl Engine {
                 let class = self.ledger.vm(&key.vm).map(|r| r.class);
                 if backing == Backing::VsFile && class == Some(Class::Burstable) {
                     warn!(vm = %key.vm, vcpu = key.vcpu, "KVM left a vCPU on MRIF the ledger gave a VS-file");
+                    self.corrected();
                     let _ = self
                         .ledger
                         .set_backing(self.host.topology(), &key, Backing::Mrif);
@@ -201,6 +216,13 @@ impl Engine {
                 warn!(vm = %key.vm, vcpu = key.vcpu, planned = hart, "vCPU runs off its hart: {other:?}");
             }
         }
+    }
+}
+
+impl Engine {
+    fn corrected(&mut self) {
+        self.corrections += 1;
+        self.metrics.ledger_corrected();
     }
 }
 

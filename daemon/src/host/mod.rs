@@ -51,4 +51,7 @@ pub trait Host: Send {
 
     /// Per vCPU, what the host shows; empty for an unknown VM.
     fn observe(&self, vm: &VmId) -> Vec<Observed>;
+
+    /// VS-files the host shows held, per hart; `None` where it cannot see.
+    fn held_vsfiles(&self) -> Option<Vec<u32>>;
 }

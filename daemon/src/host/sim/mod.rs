@@ -86,6 +86,14 @@ impl Host for SimHost {
         }
     }
 
+    fn held_vsfiles(&self) -> Option<Vec<u32>> {
+        Some(
+            (0..self.topology.len() as u32)
+                .map(|cpu| self.kvm.used_lines(cpu))
+                .collect(),
+        )
+    }
+
     fn observe(&self, vm: &VmId) -> Vec<Observed> {
         let Some(&handle) = self.vms.get(vm) else {
             return Vec::new();

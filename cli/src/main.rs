@@ -1,0 +1,162 @@
+mod args;
+mod model;
+mod render;
+
+use std::process::ExitCode;
+
+use ifa_api::v1;
+use serde::Serialize;
+use tonic::Code;
+
+use args::{Args, ClassArg, Command, Output};
+
+/// Exit codes: 0 done, 1 refused or failed, 2 bad input (as clap does for
+/// bad flags).
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = ifa_api::cli::EXIT_USAGE as u8;
+
+fn exit_code(code: Code) -> u8 {
+    match code {
+        Code::InvalidArgument | Code::NotFound | Code::AlreadyExists | Code::OutOfRange => {
+            EXIT_USAGE
+        }
+        _ => EXIT_FAILED,
+    }
+}
+
+fn print<T: Serialize>(output: Output, value: &T, table: impl FnOnce(&T) -> String) {
+    match output {
+        Output::Json => match serde_json::to_string_pretty(value) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("ifactl: cannot encode JSON: {e}"),
+        },
+        Output::Table => print!("{}", table(value)),
+    }
+}
+
+fn class_to_proto(c: ClassArg) -> v1::Class {
+    match c {
+        ClassArg::Guaranteed => v1::Class::Guaranteed,
+        ClassArg::Burstable => v1::Class::Burstable,
+        ClassArg::BestEffort => v1::Class::BestEffort,
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+enum Failure {
+    Rpc(tonic::Status),
+    Other(anyhow::Error),
+}
+
+impl From<tonic::Status> for Failure {
+    fn from(s: tonic::Status) -> Self {
+        Failure::Rpc(s)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+async fn run(args: Args) -> Result<(), Failure> {
+    let socket = args
+        .socket
+        .clone()
+        .unwrap_or_else(ifa_api::socket::default_path);
+    let mut client = ifa_api::client::connect(&socket).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot reach ifad at {}: {}; is it running? (`ifad --simulate` starts one)",
+            e.path.display(),
+            root_cause(&e)
+        )
+    })?;
+    let out = args.output;
+    match args.command {
+        Command::Status => {
+            let s = client
+                .get_status(v1::GetStatusRequest {})
+                .await?
+                .into_inner();
+            print(out, &model::Status::from(s), render::status);
+        }
+        Command::Harts => {
+            let harts = client
+                .list_harts(v1::ListHartsRequest {})
+                .await?
+                .into_inner();
+            let harts: Vec<model::Hart> = harts.harts.into_iter().map(Into::into).collect();
+            print(out, &harts, |h| render::harts(h));
+        }
+        Command::Place {
+            vm,
+            vcpus,
+            class,
+            devices,
+        } => {
+            let req = v1::PlaceRequest {
+                vm,
+                vcpus,
+                class: class_to_proto(class).into(),
+                devices,
+            };
+            let vm = client.place(req).await?.into_inner();
+            print(out, &model::Vm::from(vm), render::vm);
+        }
+        Command::Vms => {
+            let vms = client.list_vms(v1::ListVmsRequest {}).await?.into_inner();
+            let vms: Vec<model::Vm> = vms.vms.into_iter().map(Into::into).collect();
+            print(out, &vms, |v| render::vms(v));
+        }
+        Command::Vm { vm } => {
+            let vm = client.get_vm(v1::GetVmRequest { vm }).await?.into_inner();
+            print(out, &model::Vm::from(vm), render::vm);
+        }
+        Command::Release { vm } => {
+            let r = client
+                .release(v1::ReleaseRequest { vm: vm.clone() })
+                .await?
+                .into_inner();
+            let released = model::Released {
+                vm,
+                vsfiles_freed: r.vsfiles_freed,
+            };
+            print(out, &released, |r| {
+                format!(
+                    "released vm {} ({} VS-files freed)\n",
+                    r.vm, r.vsfiles_freed
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args: Args = ifa_api::cli::parse_or_exit("ifactl");
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Rpc(status)) => {
+            let refused = if status.code() == Code::ResourceExhausted {
+                "refused: "
+            } else {
+                ""
+            };
+            eprintln!("ifactl: {refused}{}", status.message().replace('\n', " "));
+            ExitCode::from(exit_code(status.code()))
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("ifactl: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}

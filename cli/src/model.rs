@@ -1,0 +1,159 @@
+//! What ifactl prints, as JSON (`-o json`) and as tables. Enum values are
+//! the lower-case words the CLI takes; addresses are hex strings.
+
+use ifa_api::v1;
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub host: String,
+    pub version: String,
+    pub harts: u32,
+    pub harts_online: u32,
+    pub vsfiles: VsFiles,
+    pub vms: u32,
+    pub vcpus: VcpuCounts,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VsFiles {
+    pub total: u32,
+    pub used: u32,
+    pub free: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VcpuCounts {
+    pub vsfile: u32,
+    pub mrif: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Hart {
+    pub hart: u32,
+    pub numa_node: u32,
+    pub online: bool,
+    pub vsfiles: u32,
+    pub used: u32,
+    pub free: u32,
+    pub vcpus: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Vm {
+    pub vm: String,
+    pub class: &'static str,
+    pub aia_mode: &'static str,
+    pub devices: Vec<String>,
+    pub vcpus: Vec<Vcpu>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Vcpu {
+    pub vcpu: u32,
+    pub hart: u32,
+    pub backing: &'static str,
+    pub is_mrif: bool,
+    pub vsfile_line: Option<u32>,
+    pub guest_imsic_gpa: String,
+    pub vsfile_hpa: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Released {
+    pub vm: String,
+    pub vsfiles_freed: u32,
+}
+
+pub fn class_name(raw: i32) -> &'static str {
+    match v1::Class::try_from(raw) {
+        Ok(v1::Class::Guaranteed) => "guaranteed",
+        Ok(v1::Class::Burstable) => "burstable",
+        Ok(v1::Class::BestEffort) => "best-effort",
+        _ => "unknown",
+    }
+}
+
+fn mode_name(raw: i32) -> &'static str {
+    match v1::AiaMode::try_from(raw) {
+        Ok(v1::AiaMode::Emul) => "emul",
+        Ok(v1::AiaMode::Hwaccel) => "hwaccel",
+        Ok(v1::AiaMode::Auto) => "auto",
+        _ => "unknown",
+    }
+}
+
+fn backing_name(raw: i32) -> &'static str {
+    match v1::Backing::try_from(raw) {
+        Ok(v1::Backing::Vsfile) => "vsfile",
+        Ok(v1::Backing::Mrif) => "mrif",
+        _ => "unknown",
+    }
+}
+
+fn hex(addr: u64) -> String {
+    format!("{addr:#x}")
+}
+
+impl From<v1::Status> for Status {
+    fn from(s: v1::Status) -> Self {
+        Status {
+            host: s.host,
+            version: s.version,
+            harts: s.harts,
+            harts_online: s.harts_online,
+            vsfiles: VsFiles {
+                total: s.vsfiles_total,
+                used: s.vsfiles_used,
+                free: s.vsfiles_free,
+            },
+            vms: s.vms,
+            vcpus: VcpuCounts {
+                vsfile: s.vcpus_vsfile,
+                mrif: s.vcpus_mrif,
+            },
+        }
+    }
+}
+
+impl From<v1::Hart> for Hart {
+    fn from(h: v1::Hart) -> Self {
+        Hart {
+            hart: h.hart,
+            numa_node: h.numa_node,
+            online: h.online,
+            vsfiles: h.vsfiles,
+            used: h.used,
+            free: if h.online {
+                h.vsfiles.saturating_sub(h.used)
+            } else {
+                0
+            },
+            vcpus: h.vcpus,
+        }
+    }
+}
+
+impl From<v1::Vm> for Vm {
+    fn from(vm: v1::Vm) -> Self {
+        Vm {
+            class: class_name(vm.class),
+            aia_mode: mode_name(vm.aia_mode),
+            vm: vm.vm,
+            devices: vm.devices,
+            vcpus: vm
+                .vcpus
+                .into_iter()
+                .map(|v| Vcpu {
+                    vcpu: v.vcpu,
+                    hart: v.hart,
+                    backing: backing_name(v.backing),
+                    is_mrif: v.is_mrif,
+                    vsfile_line: (v.vsfile_line != 0).then_some(v.vsfile_line),
+                    guest_imsic_gpa: hex(v.guest_imsic_gpa),
+                    vsfile_hpa: (v.vsfile_hpa != 0).then(|| hex(v.vsfile_hpa)),
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Tables in the kubectl style: upper-case headers, columns aligned with
+//! spaces, `-` for nothing.
+
+use std::io::Write;
+
+use tabwriter::TabWriter;
+
+use crate::model::{Hart, Status, Vm};
+
+fn aligned(lines: impl IntoIterator<Item = String>) -> String {
+    let mut tw = TabWriter::new(Vec::new()).padding(2);
+    for line in lines {
+        // Writing into a Vec cannot fail.
+        let _ = writeln!(tw, "{line}");
+    }
+    let bytes = tw.into_inner().unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn table<const N: usize>(header: [&str; N], rows: impl IntoIterator<Item = [String; N]>) -> String {
+    aligned(std::iter::once(header.join("\t")).chain(rows.into_iter().map(|r| r.join("\t"))))
+}
+
+fn or_dash(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join(",")
+    }
+}
+
+pub fn status(s: &Status) -> String {
+    aligned([
+        format!("HOST\t{}", s.host),
+        format!("VERSION\t{}", s.version),
+        format!("HARTS\t{} ({} online)", s.harts, s.harts_online),
+        format!(
+            "VS-FILES\t{} total, {} used, {} free",
+            s.vsfiles.total, s.vsfiles.used, s.vsfiles.free
+        ),
+        format!("VMS\t{}", s.vms),
+        format!(
+            "VCPUS\t{} on VS-file, {} on MRIF",
+            s.vcpus.vsfile, s.vcpus.mrif
+        ),
+    ])
+}
+
+pub fn harts(harts: &[Hart]) -> String {
+    table(
+        [
+            "HART", "NODE", "ONLINE", "VS-FILES", "USED", "FREE", "VCPUS",
+        ],
+        harts.iter().map(|h| {
+            [
+                h.hart.to_string(),
+                h.numa_node.to_string(),
+                if h.online { "yes" } else { "no" }.to_string(),
+                h.vsfiles.to_string(),
+                h.used.to_string(),
+                h.free.to_string(),
+                h.vcpus.to_string(),
+            ]
+        }),
+    )
+}
+
+fn count(vm: &Vm, backing: &str) -> String {
+    vm.vcpus
+        .iter()
+        .filter(|v| v.backing == backing)
+        .count()
+        .to_string()
+}
+
+pub fn vms(vms: &[Vm]) -> String {
+    table(
+        [
+            "VM", "CLASS", "AIA MODE", "VCPUS", "VSFILE", "MRIF", "DEVICES",
+        ],
+        vms.iter().map(|vm| {
+            [
+                vm.vm.clone(),
+                vm.class.to_string(),
+                vm.aia_mode.to_string(),
+                vm.vcpus.len().to_string(),
+                count(vm, "vsfile"),
+                count(vm, "mrif"),
+                or_dash(&vm.devices),
+            ]
+        }),
+    )
+}
+
+pub fn vm(vm: &Vm) -> String {
+    let head = aligned([
+        format!("VM\t{}", vm.vm),
+        format!("CLASS\t{}", vm.class),
+        format!("AIA MODE\t{}", vm.aia_mode),
+        format!("DEVICES\t{}", or_dash(&vm.devices)),
+    ]);
+    let vcpus = table(
+        [
+            "VCPU",
+            "HART",
+            "BACKING",
+            "LINE",
+            "GUEST IMSIC GPA",
+            "VS-FILE HPA",
+        ],
+        vm.vcpus.iter().map(|v| {
+            [
+                v.vcpu.to_string(),
+                v.hart.to_string(),
+                v.backing.to_string(),
+                v.vsfile_line.map_or("-".into(), |l| l.to_string()),
+                v.guest_imsic_gpa.clone(),
+                v.vsfile_hpa.clone().unwrap_or_else(|| "-".into()),
+            ]
+        }),
+    );
+    format!("{head}\n{vcpus}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Vcpu;
+
+    #[test]
+    fn columns_line_up_and_empty_is_a_dash() {
+        let vm = Vm {
+            vm: "web-1".into(),
+            class: "burstable",
+            aia_mode: "auto",
+            devices: vec![],
+            vcpus: vec![
+                Vcpu {
+                    vcpu: 0,
+                    hart: 3,
+                    backing: "vsfile",
+                    is_mrif: false,
+                    vsfile_line: Some(1),
+                    guest_imsic_gpa: "0x28000000".into(),
+                    vsfile_hpa: Some("0x28019000".into()),
+                },
+                Vcpu {
+                    vcpu: 1,
+                    hart: 12,
+                    backing: "mrif",
+                    is_mrif: true,
+                    vsfile_line: None,
+                    guest_imsic_gpa: "0x28001000".into(),
+                    vsfile_hpa: None,
+                },
+            ],
+        };
+        let out = vms(std::slice::from_ref(&vm));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            "VM     CLASS      AIA MODE  VCPUS  VSFILE  MRIF  DEVICES"
+        );
+        assert_eq!(
+            lines[1],
+            "web-1  burstable  auto      2      1       1     -"
+        );
+        let out = super::vm(&vm);
+        assert!(out.contains("DEVICES   -"), "{out}");
+        assert!(
+            out.contains("1     12    mrif     -     0x28001000       -"),
+            "{out}"
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! Starts the real `ifad` and `ifactl` binaries for end-to-end tests: each
+//! daemon on a simulated host, its socket in a private temp dir, metrics on
+//! an ephemeral loopback port, stopped when the test ends.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// How long a daemon may take to say it is ready.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Path of a workspace binary, built once per test process in the test's
+/// own profile (cargo does not build other packages' binaries for tests).
+pub fn bin(name: &str) -> PathBuf {
+    static BINS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    let (ifad, ifactl) = BINS.get_or_init(|| {
+        let build = |package: &str| {
+            escargot::CargoBuild::new()
+                .manifest_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
+                .package(package)
+                .bin(package)
+                .current_release()
+                .current_target()
+                .run()
+                .unwrap_or_else(|e| panic!("building {package}: {e}"))
+                .path()
+                .to_path_buf()
+        };
+        (build("ifad"), build("ifactl"))
+    });
+    match name {
+        "ifad" => ifad.clone(),
+        "ifactl" => ifactl.clone(),
+        other => panic!("no binary {other}"),
+    }
+}
+
+/// A running `ifad`; SIGTERM on drop.
+pub struct Daemon {
+    child: Child,
+    pub socket: PathBuf,
+    pub metrics: Option<SocketAddr>,
+    log: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// `ifad --simulate <spec>` with its own socket and metrics port.
+    pub fn simulate(spec: &str) -> Daemon {
+        Daemon::start(&[&format!("--simulate={spec}")])
+    }
+
+    /// `ifad <args> --socket <tmp> --metrics-listen 127.0.0.1:0`.
+    pub fn start(args: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("ifad.sock");
+        let mut cmd = Command::new(bin("ifad"));
+        cmd.args(args)
+            .arg("--socket")
+            .arg(&socket)
+            .args(["--metrics-listen", "127.0.0.1:0"]);
+        Daemon::spawn(cmd, socket, dir)
+    }
+
+    /// Starts a prepared command whose daemon will listen on `socket`.
+    pub fn spawn(mut cmd: Command, socket: PathBuf, dir: tempfile::TempDir) -> Daemon {
+        cmd.env_remove(ifa_api::socket::SOCKET_ENV)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn ifad");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line.clone());
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut daemon = Daemon {
+            child,
+            socket,
+            metrics: None,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.ends_with(" ready") => return daemon,
+                Ok(line) => {
+                    if let Some(addr) = line
+                        .split("serving metrics on http://")
+                        .nth(1)
+                        .and_then(|rest| rest.strip_suffix("/metrics"))
+                    {
+                        daemon.metrics = Some(addr.parse().expect("metrics address"));
+                    }
+                }
+                Err(_) => panic!("ifad did not become ready:\n{}", daemon.log()),
+            }
+        }
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Runs `ifactl --socket <ours> <args>`.
+    pub fn ctl(&self, args: &[&str]) -> Ctl {
+        let mut cmd = Command::new(bin("ifactl"));
+        cmd.env_remove(ifa_api::socket::SOCKET_ENV)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args);
+        Ctl::run(cmd)
+    }
+
+    /// Runs `ifactl -o json <args>`, which must succeed, and parses its output.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["-o", "json"];
+        all.extend_from_slice(args);
+        self.ctl(&all).ok().json()
+    }
+
+    /// Stops the daemon with SIGTERM and waits, bounded, for it to exit.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop();
+        }
+    }
+}
+
+/// The outcome of one `ifactl` run.
+#[derive(Debug)]
+pub struct Ctl {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ctl {
+    pub fn run(mut cmd: Command) -> Ctl {
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = cmd.stdin(Stdio::null()).output().expect("run ifactl");
+        Ctl {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
+    /// Asserts success.
+    pub fn ok(self) -> Ctl {
+        assert_eq!(self.code, 0, "ifactl failed: {self:?}");
+        self
+    }
+
+    /// Asserts exit `code` and exactly one line on stderr; returns that line.
+    pub fn fails(self, code: i32) -> String {
+        assert_eq!(self.code, code, "{self:?}");
+        assert!(self.stdout.is_empty(), "nothing on stdout: {self:?}");
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line on stderr: {self:?}");
+        lines[0].to_string()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+/// Per hart: (vsfiles, used), from `ifactl harts -o json`.
+pub fn occupancy(d: &Daemon) -> Vec<(u64, u64)> {
+    d.json(&["harts"])
+        .as_array()
+        .expect("harts is an array")
+        .iter()
+        .map(|h| (h["vsfiles"].as_u64().unwrap(), h["used"].as_u64().unwrap()))
+        .collect()
+}
+
+/// Backings of a VM's vCPUs in vCPU order.
+pub fn backings(vm: &Value) -> Vec<String> {
+    vm["vcpus"]
+        .as_array()
+        .expect("vcpus is an array")
+        .iter()
+        .map(|v| v["backing"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A plain HTTP GET on loopback; returns the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    ureq::get(&format!("http://{addr}{path}"))
+        .call()
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        .body_mut()
+        .read_to_string()
+        .expect("body")
+}

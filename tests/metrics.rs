@@ -1,0 +1,80 @@
+//! The Prometheus exposition of a running daemon.
+
+use ifa_e2e::{Daemon, http_get};
+
+/// The value of one sample line, e.g. `ifad_vsfiles` or
+/// `ifad_vcpus{backing="mrif"}`.
+fn sample(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in:\n{body}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn metrics_follow_placements_and_fallbacks() {
+    let d = Daemon::simulate("harts=2,files=2");
+    let addr = d.metrics.expect("metrics listener");
+    let body = http_get(addr, "/metrics");
+    assert_eq!(sample(&body, "ifad_vsfiles"), 4.0);
+    assert_eq!(sample(&body, "ifad_vsfiles_used"), 0.0);
+    assert_eq!(
+        sample(
+            &body,
+            "ifad_mrif_fallbacks_total{reason=\"no_free_vsfile\"}"
+        ),
+        0.0
+    );
+    assert!(
+        body.contains("ifad_build_info{host=\"simulated\",version=\""),
+        "{body}"
+    );
+
+    d.json(&["place", "--vm", "b", "--vcpus", "5", "--class", "burstable"]);
+    d.ctl(&[
+        "place",
+        "--vm",
+        "g",
+        "--vcpus",
+        "1",
+        "--class",
+        "guaranteed",
+    ])
+    .fails(1);
+    let body = http_get(addr, "/metrics");
+    assert_eq!(sample(&body, "ifad_vsfiles_used"), 4.0);
+    assert_eq!(sample(&body, "ifad_vcpus{backing=\"vsfile\"}"), 4.0);
+    assert_eq!(sample(&body, "ifad_vcpus{backing=\"mrif\"}"), 1.0);
+    assert_eq!(
+        sample(&body, "ifad_vcpu_placements_total{class=\"burstable\"}"),
+        5.0
+    );
+    assert_eq!(
+        sample(&body, "ifad_vm_placements_total{class=\"burstable\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "ifad_mrif_fallbacks_total{reason=\"no_free_vsfile\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&body, "ifad_placement_refusals_total{class=\"guaranteed\"}"),
+        1.0
+    );
+    assert_eq!(sample(&body, "ifad_vms"), 1.0);
+    for counter in ["ifad_vcpu_placements_total", "ifad_mrif_fallbacks_total"] {
+        assert!(
+            body.contains(&format!("# TYPE {counter} counter")),
+            "{body}"
+        );
+    }
+
+    d.ctl(&["release", "--vm", "b"]).ok();
+    let body = http_get(addr, "/metrics");
+    assert_eq!(sample(&body, "ifad_vsfiles_used"), 0.0);
+    assert_eq!(sample(&body, "ifad_vms"), 0.0);
+}
