@@ -64,7 +64,7 @@ fn simulate_spec_is_validated() {
 #[test]
 fn simulate_shapes_the_host() {
     let d = Daemon::simulate("harts=4,files=63,numa=2");
-    let harts = d.json(&["harts"]);
+    let harts = d.json("harts");
     let nodes: Vec<u64> = harts
         .as_array()
         .unwrap()
@@ -106,7 +106,7 @@ fn a_second_daemon_does_not_steal_the_socket() {
         out.stderr.contains("another ifad is already serving"),
         "{out:?}"
     );
-    d.json(&["status"]);
+    d.json("status");
 }
 
 #[test]

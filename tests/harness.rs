@@ -120,21 +120,21 @@ impl Daemon {
         self.log.lock().unwrap().join("\n")
     }
 
-    /// Runs `ifactl --socket <ours> <args>`.
-    pub fn ctl(&self, args: &[&str]) -> Ctl {
+    /// Runs `ifactl --socket <ours> <command>`; the command line is split
+    /// on white space.
+    pub fn ctl(&self, command: &str) -> Ctl {
         let mut cmd = Command::new(bin("ifactl"));
         cmd.env_remove(ifa_api::socket::SOCKET_ENV)
             .arg("--socket")
             .arg(&self.socket)
-            .args(args);
+            .args(command.split_whitespace());
         Ctl::run(cmd)
     }
 
-    /// Runs `ifactl -o json <args>`, which must succeed, and parses its output.
-    pub fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["-o", "json"];
-        all.extend_from_slice(args);
-        self.ctl(&all).ok().json()
+    /// Runs `ifactl -o json <command>`, which must succeed, and parses its
+    /// output.
+    pub fn json(&self, command: &str) -> Value {
+        self.ctl(&format!("-o json {command}")).ok().json()
     }
 
     /// Stops the daemon with SIGTERM and waits, bounded, for it to exit.
@@ -206,7 +206,7 @@ impl Ctl {
 
 /// Per hart: (vsfiles, used), from `ifactl harts -o json`.
 pub fn occupancy(d: &Daemon) -> Vec<(u64, u64)> {
-    d.json(&["harts"])
+    d.json("harts")
         .as_array()
         .expect("harts is an array")
         .iter()

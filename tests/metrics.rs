@@ -31,17 +31,8 @@ fn metrics_follow_placements_and_fallbacks() {
         "{body}"
     );
 
-    d.json(&["place", "--vm", "b", "--vcpus", "5", "--class", "burstable"]);
-    d.ctl(&[
-        "place",
-        "--vm",
-        "g",
-        "--vcpus",
-        "1",
-        "--class",
-        "guaranteed",
-    ])
-    .fails(1);
+    d.json("place --vm b --vcpus 5 --class burstable");
+    d.ctl("place --vm g --vcpus 1 --class guaranteed").fails(1);
     let body = http_get(addr, "/metrics");
     assert_eq!(sample(&body, "ifad_vsfiles_used"), 4.0);
     assert_eq!(sample(&body, "ifad_vcpus{backing=\"vsfile\"}"), 4.0);
@@ -73,7 +64,7 @@ fn metrics_follow_placements_and_fallbacks() {
         );
     }
 
-    d.ctl(&["release", "--vm", "b"]).ok();
+    d.ctl("release --vm b").ok();
     let body = http_get(addr, "/metrics");
     assert_eq!(sample(&body, "ifad_vsfiles_used"), 0.0);
     assert_eq!(sample(&body, "ifad_vms"), 0.0);

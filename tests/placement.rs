@@ -7,12 +7,12 @@ use ifa_e2e::{Daemon, backings, occupancy};
 #[test]
 fn status_and_harts_describe_the_default_simulated_host() {
     let d = Daemon::start(&["--simulate"]);
-    let s = d.json(&["status"]);
+    let s = d.json("status");
     assert_eq!(s["host"], "simulated");
     assert_eq!(s["harts"], 8);
     assert_eq!(s["vsfiles"]["total"], 40);
     assert_eq!(s["vsfiles"]["free"], 40);
-    let harts = d.json(&["harts"]);
+    let harts = d.json("harts");
     let harts = harts.as_array().unwrap();
     assert_eq!(harts.len(), 8);
     for (i, h) in harts.iter().enumerate() {
@@ -21,7 +21,7 @@ fn status_and_harts_describe_the_default_simulated_host() {
         assert_eq!(h["used"], 0);
         assert_eq!(h["online"], true);
     }
-    let table = d.ctl(&["harts"]).ok().stdout;
+    let table = d.ctl("harts").ok().stdout;
     assert!(
         table.starts_with("HART  NODE  ONLINE  VS-FILES  USED  FREE  VCPUS\n"),
         "{table}"
@@ -32,15 +32,7 @@ fn status_and_harts_describe_the_default_simulated_host() {
 #[test]
 fn guaranteed_gets_a_vsfile_per_vcpu_on_distinct_harts() {
     let d = Daemon::simulate("harts=8,files=5");
-    let vm = d.json(&[
-        "place",
-        "--vm",
-        "a",
-        "--vcpus",
-        "6",
-        "--class",
-        "guaranteed",
-    ]);
+    let vm = d.json("place --vm a --vcpus 6 --class guaranteed");
     assert_eq!(vm["vm"], "a");
     assert_eq!(vm["class"], "guaranteed");
     assert_eq!(vm["aia_mode"], "hwaccel");
@@ -58,24 +50,16 @@ fn guaranteed_gets_a_vsfile_per_vcpu_on_distinct_harts() {
         assert!(v["vsfile_hpa"].as_str().unwrap().starts_with("0x"));
         assert!(v["vsfile_line"].as_u64().unwrap() >= 1);
     }
-    assert_eq!(d.json(&["vm", "a"]), vm, "vm shows what place returned");
-    assert_eq!(d.json(&["vms"]), serde_json::json!([vm]));
-    assert_eq!(d.json(&["status"])["vcpus"]["vsfile"], 6);
+    assert_eq!(d.json("vm a"), vm, "vm shows what place returned");
+    assert_eq!(d.json("vms"), serde_json::json!([vm]));
+    assert_eq!(d.json("status")["vcpus"]["vsfile"], 6);
 }
 
 #[test]
 fn burstable_falls_back_to_mrif_and_is_promoted_when_files_free_up() {
     let d = Daemon::simulate("harts=2,files=2");
-    d.json(&[
-        "place",
-        "--vm",
-        "g",
-        "--vcpus",
-        "2",
-        "--class",
-        "guaranteed",
-    ]);
-    let b = d.json(&["place", "--vm", "b", "--vcpus", "4", "--class", "burstable"]);
+    d.json("place --vm g --vcpus 2 --class guaranteed");
+    let b = d.json("place --vm b --vcpus 4 --class burstable");
     assert_eq!(b["aia_mode"], "auto");
     let mut got = backings(&b);
     got.sort();
@@ -88,29 +72,21 @@ fn burstable_falls_back_to_mrif_and_is_promoted_when_files_free_up() {
         .unwrap();
     assert_eq!(mrif["is_mrif"], true);
     assert!(mrif["vsfile_hpa"].is_null());
-    let s = d.json(&["status"]);
+    let s = d.json("status");
     assert_eq!(s["vsfiles"]["free"], 0);
     assert_eq!(s["vcpus"]["mrif"], 2);
 
     // Releasing g frees two files: KVM's AUTO mode upgrades b's MRIF vCPUs.
-    let r = d.json(&["release", "--vm", "g"]);
+    let r = d.json("release --vm g");
     assert_eq!(r["vsfiles_freed"], 2);
-    assert_eq!(backings(&d.json(&["vm", "b"])), vec!["vsfile"; 4]);
-    assert_eq!(d.json(&["status"])["vcpus"]["mrif"], 0);
+    assert_eq!(backings(&d.json("vm b")), vec!["vsfile"; 4]);
+    assert_eq!(d.json("status")["vcpus"]["mrif"], 0);
 }
 
 #[test]
 fn best_effort_never_takes_a_vsfile() {
     let d = Daemon::simulate("harts=2,files=5");
-    let vm = d.json(&[
-        "place",
-        "--vm",
-        "e",
-        "--vcpus",
-        "3",
-        "--class",
-        "best-effort",
-    ]);
+    let vm = d.json("place --vm e --vcpus 3 --class best-effort");
     assert_eq!(vm["aia_mode"], "emul");
     assert_eq!(backings(&vm), vec!["mrif"; 3]);
     assert!(occupancy(&d).iter().all(|&(_, used)| used == 0));
@@ -119,44 +95,16 @@ fn best_effort_never_takes_a_vsfile() {
 #[test]
 fn release_returns_the_host_to_empty_and_frees_devices() {
     let d = Daemon::simulate("harts=4,files=3,numa=2");
-    d.json(&[
-        "place",
-        "--vm",
-        "a",
-        "--vcpus",
-        "5",
-        "--class",
-        "guaranteed",
-        "--device",
-        "0000:01:00.0",
-    ]);
-    d.json(&["place", "--vm", "b", "--vcpus", "9", "--class", "burstable"]);
-    d.json(&[
-        "place",
-        "--vm",
-        "c",
-        "--vcpus",
-        "2",
-        "--class",
-        "best-effort",
-    ]);
+    d.json("place --vm a --vcpus 5 --class guaranteed --device 0000:01:00.0");
+    d.json("place --vm b --vcpus 9 --class burstable");
+    d.json("place --vm c --vcpus 2 --class best-effort");
     for vm in ["b", "a", "c"] {
-        d.ctl(&["release", "--vm", vm]).ok();
+        d.ctl(&format!("release --vm {vm}")).ok();
     }
-    assert_eq!(d.json(&["vms"]), serde_json::json!([]));
+    assert_eq!(d.json("vms"), serde_json::json!([]));
     assert!(occupancy(&d).iter().all(|&(_, used)| used == 0));
     // The device is free again.
-    d.json(&[
-        "place",
-        "--vm",
-        "a2",
-        "--vcpus",
-        "1",
-        "--class",
-        "burstable",
-        "--device",
-        "01:00.0",
-    ]);
+    d.json("place --vm a2 --vcpus 1 --class burstable --device 01:00.0");
 }
 
 #[test]
@@ -164,24 +112,18 @@ fn no_hart_ever_holds_more_than_its_vsfiles() {
     let d = Daemon::simulate("harts=3,files=2");
     let classes = ["guaranteed", "burstable", "best-effort"];
     for i in 0..12u32 {
-        let vm = format!("vm{i}");
-        let n = (1 + i % 4).to_string();
-        let _ = d.ctl(&[
-            "place",
-            "--vm",
-            &vm,
-            "--vcpus",
-            &n,
-            "--class",
-            classes[(i % 3) as usize],
-        ]);
+        let class = classes[(i % 3) as usize];
+        let _ = d.ctl(&format!(
+            "place --vm vm{i} --vcpus {} --class {class}",
+            1 + i % 4
+        ));
         if i % 3 == 2 {
-            d.ctl(&["release", "--vm", &format!("vm{}", i - 1)]).ok();
+            d.ctl(&format!("release --vm vm{}", i - 1)).ok();
         }
         for (vsfiles, used) in occupancy(&d) {
             assert!(used <= vsfiles, "step {i}: {used} of {vsfiles}");
         }
     }
-    let table = d.ctl(&["vms"]).ok().stdout;
+    let table = d.ctl("vms").ok().stdout;
     assert!(table.starts_with("VM "), "{table}");
 }

@@ -5,126 +5,48 @@ use ifa_e2e::Daemon;
 use serde_json::Value;
 
 fn snapshot(d: &Daemon) -> (Value, Value) {
-    (d.json(&["vms"]), d.json(&["harts"]))
+    (d.json("vms"), d.json("harts"))
 }
 
 #[test]
 fn guaranteed_that_does_not_fit_is_refused_whole_with_exit_1() {
     let d = Daemon::simulate("harts=2,files=2");
-    d.json(&["place", "--vm", "b", "--vcpus", "3", "--class", "burstable"]);
+    d.json("place --vm b --vcpus 3 --class burstable");
     let before = snapshot(&d);
-    let line = d
-        .ctl(&[
-            "place",
-            "--vm",
-            "g",
-            "--vcpus",
-            "2",
-            "--class",
-            "guaranteed",
-        ])
-        .fails(1);
+    let line = d.ctl("place --vm g --vcpus 2 --class guaranteed").fails(1);
     assert!(line.starts_with("ifactl: refused: "), "{line}");
     assert!(line.contains("needs 2 VS-files, 1 free"), "{line}");
     assert_eq!(snapshot(&d), before);
-    let err = d.ctl(&["vm", "g"]).fails(2);
+    let err = d.ctl("vm g").fails(2);
     assert!(err.contains("not placed"), "{err}");
 }
 
 #[test]
 fn bad_input_exits_2_with_one_line_naming_the_field_and_changes_nothing() {
     let d = Daemon::simulate("harts=2,files=5");
-    d.json(&[
-        "place",
-        "--vm",
-        "a",
-        "--vcpus",
-        "2",
-        "--class",
-        "burstable",
-        "--device",
-        "0000:02:00.0",
-    ]);
+    d.json("place --vm a --vcpus 2 --class burstable --device 0000:02:00.0");
     let before = snapshot(&d);
-    let cases: &[(&[&str], &str)] = &[
+    let cases = [
+        ("place --vm z --vcpus 0 --class guaranteed", "--vcpus"),
+        ("place --vm z --vcpus 1 --class gold", "--class"),
         (
-            &[
-                "place",
-                "--vm",
-                "z",
-                "--vcpus",
-                "0",
-                "--class",
-                "guaranteed",
-            ],
-            "--vcpus",
-        ),
-        (
-            &["place", "--vm", "z", "--vcpus", "1", "--class", "gold"],
-            "--class",
-        ),
-        (
-            &[
-                "place",
-                "--vm",
-                "z",
-                "--vcpus",
-                "1",
-                "--class",
-                "burstable",
-                "--device",
-                "01:00.9",
-            ],
+            "place --vm z --vcpus 1 --class burstable --device 01:00.9",
             "devices",
         ),
         (
-            &[
-                "place",
-                "--vm",
-                "z",
-                "--vcpus",
-                "1",
-                "--class",
-                "burstable",
-                "--device",
-                "nope",
-            ],
+            "place --vm z --vcpus 1 --class burstable --device nope",
             "devices",
         ),
+        ("place --vm bad/id --vcpus 1 --class burstable", "vm"),
+        ("place --vm a --vcpus 1 --class burstable", "already placed"),
         (
-            &[
-                "place",
-                "--vm",
-                "bad/id",
-                "--vcpus",
-                "1",
-                "--class",
-                "burstable",
-            ],
-            "vm",
-        ),
-        (
-            &["place", "--vm", "a", "--vcpus", "1", "--class", "burstable"],
-            "already placed",
-        ),
-        (
-            &[
-                "place",
-                "--vm",
-                "z",
-                "--vcpus",
-                "1",
-                "--class",
-                "burstable",
-                "--device",
-                "02:00.0",
-            ],
+            "place --vm z --vcpus 1 --class burstable --device 02:00.0",
             "already assigned to vm a",
         ),
-        (&["place", "--vm", "z", "--class", "burstable"], "--vcpus"),
-        (&["release", "--vm", "ghost"], "ghost is not placed"),
-        (&["vm", "ghost"], "ghost is not placed"),
-        (&["frobnicate"], "frobnicate"),
+        ("place --vm z --class burstable", "--vcpus"),
+        ("release --vm ghost", "ghost is not placed"),
+        ("vm ghost", "ghost is not placed"),
+        ("frobnicate", "frobnicate"),
     ];
     for (args, needle) in cases {
         let line = d.ctl(args).fails(2);
