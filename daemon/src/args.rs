@@ -25,6 +25,11 @@ pub struct Args {
     #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9464")]
     pub metrics_listen: MetricsListen,
 
+    /// Seconds before policy may move a vCPU again to promote it
+    /// (admission, drain and operator migrations are not limited).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub min_move_interval: u64,
+
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }

@@ -4,6 +4,7 @@
 //! the state, `api` serves it over gRPC.
 
 pub mod api;
+pub mod clock;
 pub mod core;
 pub mod engine;
 pub mod host;

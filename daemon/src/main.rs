@@ -4,7 +4,9 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use ifad::engine::{Engine, actor};
+use ifad::clock::Clock;
+use ifad::engine::actor::EngineHandle;
+use ifad::engine::{Engine, EngineConfig, actor};
 use ifad::host::Host;
 use ifad::host::detect::not_a_riscv_kvm_host;
 use ifad::host::sim::SimHost;
@@ -54,6 +56,26 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
+/// How often the engine looks at the host on its own: hotplug, lazy
+/// releases completing, pending VMs becoming ready, promotions.
+const TICK: std::time::Duration = std::time::Duration::from_millis(500);
+
+async fn tick(engine: EngineHandle, clock: Clock, stop: impl std::future::Future<Output = ()>) {
+    let mut interval = tokio::time::interval(TICK);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = interval.tick() => {
+                let now = clock.now();
+                if engine.call(move |e| e.tick(now)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Args = ifa_api::cli::parse_or_exit("ifad");
@@ -83,8 +105,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         nodes
     );
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"), host.kind());
+    let config = EngineConfig {
+        min_move_interval: args.min_move_interval * 1000,
+    };
     let (engine, engine_thread) =
-        actor::spawn(Engine::new(host, metrics.clone())).context("starting the engine")?;
+        actor::spawn(Engine::new(host, metrics.clone(), config)).context("starting the engine")?;
+    let clock = Clock::start();
 
     let socket: PathBuf = args.socket.unwrap_or_else(ifa_api::socket::default_path);
     let listener = ifad::socket::bind(&socket)?;
@@ -112,13 +138,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
 
     info!("serving ifa.v1 on unix:{}", socket.display());
-    let api = tokio::spawn(ifad::server::serve_api(listener, engine, stopped()));
+    let ticker = tokio::spawn(tick(engine.clone(), clock, stopped()));
+    let api = tokio::spawn(ifad::server::serve_api(listener, engine, clock, stopped()));
     info!("ready");
 
     shutdown.await;
     info!("shutting down");
     let _ = stop_tx.send(true);
     api.await?.context("gRPC server")?;
+    ticker.await?;
     if let Some(t) = metrics_task {
         t.await?.context("metrics server")?;
     }

@@ -3,7 +3,7 @@
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
-use crate::core::policy::Assignment;
+use crate::core::policy::Placement;
 use crate::core::{Backing, Class};
 use crate::engine::StatusView;
 
@@ -11,6 +11,8 @@ const CLASSES: [Class; 3] = [Class::Guaranteed, Class::Burstable, Class::BestEff
 
 /// Why a vCPU runs on MRIF; the label of `ifad_mrif_fallbacks_total`.
 pub const FALLBACK_NO_FREE_VSFILE: &str = "no_free_vsfile";
+/// A guaranteed VM took its VS-file (swapping).
+pub const FALLBACK_DEMOTED: &str = "demoted";
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -25,6 +27,9 @@ pub struct Metrics {
     refusals: IntCounterVec,
     mrif_fallbacks: IntCounterVec,
     promotions: IntCounter,
+    demotions: IntCounter,
+    migrations: IntCounter,
+    stranded: IntCounter,
     hwaccel_entry_failures: IntCounter,
     ledger_corrections: IntCounter,
 }
@@ -102,6 +107,17 @@ impl Metrics {
                 "ifad_promotions_total",
                 "vCPUs moved from MRIF to a VS-file.",
             ),
+            demotions: counter(
+                &r,
+                "ifad_demotions_total",
+                "Burstable vCPUs that gave up their VS-file to a guaranteed VM.",
+            ),
+            migrations: counter(&r, "ifad_migrations_total", "vCPUs migrated on request."),
+            stranded: counter(
+                &r,
+                "ifad_stranded_vcpus_total",
+                "Guaranteed vCPUs left without a VS-file by a hart going offline.",
+            ),
             hwaccel_entry_failures: counter(
                 &r,
                 "ifad_hwaccel_entry_failures_total",
@@ -122,6 +138,7 @@ impl Metrics {
         }
         m.mrif_fallbacks
             .with_label_values(&[FALLBACK_NO_FREE_VSFILE]);
+        m.mrif_fallbacks.with_label_values(&[FALLBACK_DEMOTED]);
         m
     }
 
@@ -129,27 +146,48 @@ impl Metrics {
         &self.registry
     }
 
-    pub fn placed(&self, class: Class, plan: &[Assignment]) {
+    pub fn placed(&self, class: Class, placement: &Placement) {
         self.vm_placements
             .with_label_values(&[class.as_str()])
             .inc();
         self.vcpu_placements
             .with_label_values(&[class.as_str()])
-            .inc_by(plan.len() as u64);
+            .inc_by(placement.vcpus.len() as u64);
         if class == Class::Burstable {
-            let mrif = plan.iter().filter(|a| a.backing == Backing::Mrif).count();
+            let mrif = placement
+                .vcpus
+                .iter()
+                .filter(|a| a.1 == Backing::Mrif)
+                .count();
             self.mrif_fallbacks
                 .with_label_values(&[FALLBACK_NO_FREE_VSFILE])
                 .inc_by(mrif as u64);
         }
+        let demoted = placement
+            .demotions
+            .iter()
+            .filter(|m| m.backing == Backing::Mrif)
+            .count();
+        self.mrif_fallbacks
+            .with_label_values(&[FALLBACK_DEMOTED])
+            .inc_by(demoted as u64);
+        self.demotions.inc_by(placement.demotions.len() as u64);
+    }
+
+    pub fn migrated(&self) {
+        self.migrations.inc();
+    }
+
+    pub fn stranded(&self, n: usize) {
+        self.stranded.inc_by(n as u64);
     }
 
     pub fn refused(&self, class: Class) {
         self.refusals.with_label_values(&[class.as_str()]).inc();
     }
 
-    pub fn promoted(&self) {
-        self.promotions.inc();
+    pub fn promoted(&self, n: usize) {
+        self.promotions.inc_by(n as u64);
     }
 
     pub fn hwaccel_entry_failed(&self) {

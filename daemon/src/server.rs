@@ -8,11 +8,13 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
 
 use crate::api::AllocatorService;
+use crate::clock::Clock;
 use crate::engine::actor::EngineHandle;
 
 pub async fn serve_api(
     listener: UnixListener,
     engine: EngineHandle,
+    clock: Clock,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -23,7 +25,7 @@ pub async fn serve_api(
         .await;
     Server::builder()
         .add_service(health_service)
-        .add_service(AllocatorServer::new(AllocatorService::new(engine)))
+        .add_service(AllocatorServer::new(AllocatorService::new(engine, clock)))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await
 }

@@ -1,29 +1,90 @@
 //! The engine against the simulated KVM host, over random sequences of
-//! placements and releases on random hosts: the ledger must always agree with
-//! what KVM really holds, and its invariants must always hold.
+//! every operation on random hosts: the ledger must always agree with what
+//! KVM really holds, predict every KVM decision, and keep its invariants.
 
 use ifad::core::request::PlaceSpec;
-use ifad::core::{Backing, Class, CoreError, VmId};
-use ifad::engine::{Engine, EngineError};
+use ifad::core::{Backing, Class, CoreError, VcpuKey, VmId};
+use ifad::engine::{Engine, EngineConfig, EngineError, VmState};
 use ifad::host::sim::{SimHost, SimSpec};
 use ifad::metrics::Metrics;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Place { vm: u8, vcpus: u32, class: Class },
-    Release { vm: u8 },
+    Place {
+        vm: u8,
+        vcpus: u32,
+        class: Class,
+        devices: bool,
+        priority: i32,
+        harts: Vec<u32>,
+    },
+    Release {
+        vm: u8,
+    },
+    Migrate {
+        vm: u8,
+        vcpu: u32,
+        hart: u32,
+    },
+    Drain {
+        hart: u32,
+    },
+    Undrain {
+        hart: u32,
+    },
+    Offline {
+        hart: u32,
+    },
+    Online {
+        hart: u32,
+    },
+    Block {
+        vm: u8,
+        vcpu: u32,
+        blocked: bool,
+    },
+    Tick,
 }
 
-fn op() -> impl Strategy<Value = Op> {
-    let class = prop_oneof![
+fn class() -> impl Strategy<Value = Class> {
+    prop_oneof![
         Just(Class::Guaranteed),
         Just(Class::Burstable),
         Just(Class::BestEffort)
-    ];
+    ]
+}
+
+/// `hotplug` swaps blocking for harts going offline and online: the two
+/// together are not covered yet (see the README's known gaps).
+fn op(hotplug: bool) -> impl Strategy<Value = Op> {
+    let place = (
+        0..8u8,
+        1..10u32,
+        class(),
+        any::<bool>(),
+        -2..3i32,
+        proptest::collection::vec(0..6u32, 0..3),
+    )
+        .prop_map(|(vm, vcpus, class, devices, priority, harts)| Op::Place {
+            vm,
+            vcpus,
+            class,
+            devices,
+            priority,
+            harts,
+        });
+    let (hot, block) = if hotplug { (1, 0) } else { (0, 2) };
     prop_oneof![
-        3 => (0..8u8, 1..12u32, class).prop_map(|(vm, vcpus, class)| Op::Place { vm, vcpus, class }),
-        2 => (0..8u8).prop_map(|vm| Op::Release { vm }),
+        6 => place,
+        3 => (0..8u8).prop_map(|vm| Op::Release { vm }),
+        3 => (0..8u8, 0..10u32, 0..6u32).prop_map(|(vm, vcpu, hart)| Op::Migrate { vm, vcpu, hart }),
+        1 => (0..6u32).prop_map(|hart| Op::Drain { hart }),
+        1 => (0..6u32).prop_map(|hart| Op::Undrain { hart }),
+        hot => (0..6u32).prop_map(|hart| Op::Offline { hart }),
+        hot => (0..6u32).prop_map(|hart| Op::Online { hart }),
+        block => (0..8u8, 0..10u32, any::<bool>()).prop_map(|(vm, vcpu, blocked)| Op::Block { vm, vcpu, blocked }),
+        2 => Just(Op::Tick),
     ]
 }
 
@@ -32,90 +93,256 @@ fn engine(harts: u32, files: u8, numa: u32) -> Engine {
     Engine::new(
         Box::new(SimHost::from_spec(&spec)),
         Metrics::new("test", "simulated"),
+        EngineConfig {
+            min_move_interval: 50,
+        },
     )
 }
 
-fn assert_consistent(e: &Engine) {
+fn id(vm: u8) -> VmId {
+    VmId::parse(&format!("vm{vm}")).unwrap()
+}
+
+type Snapshot = (Vec<ifad::engine::VmView>, Vec<ifad::engine::HartView>);
+
+fn snapshot(e: &Engine) -> Snapshot {
+    (e.vms(), e.harts())
+}
+
+fn check(e: &Engine) {
     e.ledger().verify(e.topology()).expect("ledger invariants");
     let held = e
         .host_held_vsfiles()
-        .expect("the simulated host shows its files");
-    let ledger: Vec<u32> = (0..e.topology().len() as u32)
-        .map(|h| e.ledger().load(h).vsfiles_used)
+        .expect("the simulated host shows its lines");
+    let predicted: Vec<u32> = (0..e.topology().len() as u32)
+        .map(|h| {
+            e.ledger()
+                .vms()
+                .flat_map(|vm| &vm.vcpus)
+                .filter(|v| v.held_on == Some(h))
+                .count() as u32
+        })
         .collect();
-    assert_eq!(ledger, held, "ledger per hart vs KVM per hart");
-    assert_eq!(e.corrections(), 0, "the core predicted every KVM decision");
-    // Every VS-file vCPU knows the line KVM gave it, for irqbypass.
+    assert_eq!(predicted, held, "lines the ledger knows KVM holds vs KVM");
     for vm in e.vms() {
         for v in &vm.vcpus {
-            assert_eq!(v.backing == Backing::VsFile, v.vsfile_hpa != 0, "{vm:?}");
+            // A VS-file vCPU whose line is known has its irqbypass record.
+            assert_eq!(v.line.is_some(), v.vsfile_hpa != 0, "{vm:?}");
+            assert!(v.line.is_none() || v.backing == Backing::VsFile);
         }
     }
 }
 
+/// With every vCPU running and nothing left to settle, each vCPU holds a
+/// line exactly where the ledger says it does.
+fn check_quiescent(e: &Engine) {
+    for vm in e.ledger().vms() {
+        if e.entry_failed(&vm.id) {
+            continue; // stranded by a hart going offline: its VMM stopped it
+        }
+        assert!(!vm.pending, "vm {} still pending", vm.id);
+        for (i, v) in vm.vcpus.iter().enumerate() {
+            let on_file = v.backing == Backing::VsFile;
+            if e.topology().hart(v.hart).is_some_and(|h| h.online) {
+                assert_eq!(
+                    on_file,
+                    v.held_on == Some(v.hart),
+                    "vm {} vcpu {i}: {v:?}",
+                    vm.id
+                );
+            }
+        }
+    }
+}
+
+fn run(e: &mut Engine, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    // Who enters first while others are blocked, and where Linux runs the
+    // threads of a hart that went offline, are not ifad's to decide: there
+    // KVM wins and it is counted. Otherwise the ledger predicts every entry.
+    let blocking = ops
+        .iter()
+        .any(|op| matches!(op, Op::Block { blocked: true, .. }));
+    let mut now = 0;
+    let mut hotplugged = false;
+    for op in ops {
+        now += 20;
+        let before = snapshot(e);
+        let refused = |r: Result<(), EngineError>| match r {
+            Ok(()) => Ok(false),
+            Err(EngineError::Core(
+                CoreError::Refused(_)
+                | CoreError::VmExists(_)
+                | CoreError::VmNotFound(_)
+                | CoreError::InvalidArgument { .. }
+                | CoreError::DeviceInUse { .. },
+            )) => Ok(true),
+            Err(other) => Err(TestCaseError::fail(format!("unexpected {other}"))),
+        };
+        let was_refused = match op.clone() {
+            Op::Place {
+                vm,
+                vcpus,
+                class,
+                devices,
+                priority,
+                harts,
+            } => {
+                let dev = if devices {
+                    vec![format!("{vm:02x}:00.0")]
+                } else {
+                    vec![]
+                };
+                let spec = PlaceSpec::parse(&format!("vm{vm}"), vcpus, Some(class), &dev)
+                    .unwrap()
+                    .with_priority(priority)
+                    .with_harts(&harts);
+                let r = e.place(spec, now);
+                if let Ok(out) = &r {
+                    if class == Class::Guaranteed {
+                        prop_assert!(out.vm.vcpus.iter().all(|v| v.backing == Backing::VsFile));
+                        // Only waiting for demoted holders can keep it pending.
+                        prop_assert!(out.vm.state == VmState::Ready || !out.demoted.is_empty());
+                    }
+                }
+                refused(r.map(|_| ()))?
+            }
+            Op::Release { vm } => refused(e.release(&id(vm), now).map(|_| ()))?,
+            Op::Migrate { vm, vcpu, hart } => refused(
+                e.migrate(&VcpuKey { vm: id(vm), vcpu }, hart, now)
+                    .map(|_| ()),
+            )?,
+            Op::Drain { hart } => refused(e.drain(hart, now).map(|_| ()))?,
+            Op::Undrain { hart } => refused(e.undrain(hart, now))?,
+            Op::Offline { hart } | Op::Online { hart } => {
+                let online = matches!(op, Op::Online { .. });
+                let sim = e.host_mut().sim().unwrap();
+                if hart < sim_len(sim) {
+                    sim.set_hart_online(hart, online).unwrap();
+                    hotplugged |= !online;
+                }
+                e.tick(now);
+                false
+            }
+            Op::Block { vm, vcpu, blocked } => {
+                let _ = e
+                    .host_mut()
+                    .sim()
+                    .unwrap()
+                    .set_blocked(&id(vm), vcpu, blocked);
+                e.tick(now);
+                false
+            }
+            Op::Tick => {
+                e.tick(now);
+                false
+            }
+        };
+        if was_refused {
+            prop_assert_eq!(&before, &snapshot(e), "a refused {:?} changed state", op);
+        }
+        check(e);
+        if !blocking && !hotplugged {
+            prop_assert_eq!(e.corrections(), 0, "the core predicted every KVM decision");
+        }
+        if !hotplugged {
+            prop_assert_eq!(e.failed_entries(), 0, "ifad let a HWACCEL entry fail");
+        }
+    }
+    // Wake everything, bring every hart back, release all: the host is empty.
+    let sim = e.host_mut().sim().unwrap();
+    for h in 0..sim_len(sim) {
+        sim.set_hart_online(h, true).unwrap();
+    }
+    let ids: Vec<VmId> = e.ledger().vms().map(|r| r.id.clone()).collect();
+    for vm in &ids {
+        let n = e.vm(vm).unwrap().vcpus.len() as u32;
+        for vcpu in 0..n {
+            e.host_mut()
+                .sim()
+                .unwrap()
+                .set_blocked(vm, vcpu, false)
+                .unwrap();
+        }
+    }
+    e.tick(now + 1);
+    check(e);
+    check_quiescent(e);
+    for vm in ids {
+        e.release(&vm, now + 2).unwrap();
+        check(e);
+    }
+    prop_assert_eq!(e.ledger().vsfiles_used(), 0);
+    prop_assert_eq!(e.host_held_vsfiles().unwrap().iter().sum::<u32>(), 0);
+    prop_assert!(e.harts().iter().all(|h| h.vcpus == 0 && h.releasing == 0));
+    Ok(())
+}
+
+fn sim_len(sim: &mut SimHost) -> u32 {
+    use ifad::host::Host;
+    sim.topology().len() as u32
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    // 256 cases by default; PROPTEST_CASES=N for a longer run.
 
     #[test]
     fn ledger_always_equals_the_simulated_kvm(
         harts in 1..6u32,
-        files in 1..6u8,
+        files in 1..5u8,
         numa in 1..3u32,
-        ops in proptest::collection::vec(op(), 1..40),
+        ops in proptest::collection::vec(op(false), 1..50),
     ) {
         let mut e = engine(harts, files, numa.min(harts));
-        for op in ops {
-            let before = (e.vms(), e.harts());
-            match op {
-                Op::Place { vm, vcpus, class } => {
-                    let spec = PlaceSpec::parse(&format!("vm{vm}"), vcpus, Some(class), &[]).unwrap();
-                    match e.place(spec) {
-                        Ok(view) => {
-                            if class == Class::Guaranteed {
-                                prop_assert!(view.vcpus.iter().all(|v| v.backing == Backing::VsFile));
-                            }
-                        }
-                        Err(EngineError::Core(CoreError::Refused(_) | CoreError::VmExists(_))) => {
-                            prop_assert_eq!(&before, &(e.vms(), e.harts()), "a refusal changed state");
-                        }
-                        Err(other) => prop_assert!(false, "unexpected {other}"),
-                    }
-                }
-                Op::Release { vm } => {
-                    let id = VmId::parse(&format!("vm{vm}")).unwrap();
-                    if e.release(&id).is_err() {
-                        prop_assert_eq!(&before, &(e.vms(), e.harts()), "a failed release changed state");
-                    }
-                }
-            }
-            assert_consistent(&e);
-        }
-        let ids: Vec<VmId> = e.ledger().vms().map(|r| r.id.clone()).collect();
-        for id in ids {
-            e.release(&id).unwrap();
-            assert_consistent(&e);
-        }
-        prop_assert_eq!(e.ledger().vsfiles_used(), 0);
-        prop_assert_eq!(e.host_held_vsfiles().unwrap().iter().sum::<u32>(), 0);
-        prop_assert!(e.harts().iter().all(|h| h.vcpus == 0));
+        run(&mut e, ops)?;
+    }
+
+    #[test]
+    fn hotplug_keeps_the_ledger_consistent(
+        harts in 2..6u32,
+        files in 1..4u8,
+        ops in proptest::collection::vec(op(true), 1..50),
+    ) {
+        let mut e = engine(harts, files, 1);
+        run(&mut e, ops)?;
     }
 }
 
 #[test]
-fn promotion_follows_kvm_upgrade_order() {
-    // One hart, two files: g holds both; b1 and b2 wait on MRIF.
-    let mut e = engine(1, 2, 1);
-    let place = |e: &mut Engine, vm: &str, n: u32, class: Class| {
-        e.place(PlaceSpec::parse(vm, n, Some(class), &[]).unwrap())
+fn swapped_guaranteed_vm_waits_for_a_blocked_holder_then_starts() {
+    // 2 harts x 1 file, both held by burstable b; b's vCPU 0 is idle (blocked).
+    let mut e = engine(2, 1, 1);
+    let spec = |vm: &str, n, class| PlaceSpec::parse(vm, n, Some(class), &[]).unwrap();
+    e.place(spec("b", 2, Class::Burstable), 0).unwrap();
+    let b = VmId::parse("b").unwrap();
+    for vcpu in 0..2 {
+        e.host_mut()
+            .sim()
             .unwrap()
-    };
-    place(&mut e, "g", 2, Class::Guaranteed);
-    place(&mut e, "b2", 1, Class::Burstable);
-    place(&mut e, "b1", 1, Class::Burstable);
-    e.release(&VmId::parse("g").unwrap()).unwrap();
-    assert_consistent(&e);
-    for vm in ["b1", "b2"] {
-        let v = e.vm(&VmId::parse(vm).unwrap()).unwrap();
-        assert_eq!(v.vcpus[0].backing, Backing::VsFile, "{vm}");
+            .set_blocked(&b, vcpu, true)
+            .unwrap();
     }
+    let out = e.place(spec("g", 1, Class::Guaranteed), 10).unwrap();
+    assert_eq!(out.demoted.len(), 1);
+    assert_eq!(
+        out.vm.state,
+        VmState::Pending,
+        "the demoted vCPU still holds the line"
+    );
+    e.tick(20);
+    assert_eq!(
+        e.vm(&VmId::parse("g").unwrap()).unwrap().state,
+        VmState::Pending
+    );
+    let d = &out.demoted[0];
+    e.host_mut()
+        .sim()
+        .unwrap()
+        .set_blocked(&b, d.vcpu, false)
+        .unwrap();
+    e.tick(30);
+    let g = e.vm(&VmId::parse("g").unwrap()).unwrap();
+    assert_eq!(g.state, VmState::Ready);
+    assert!(g.vcpus[0].vsfile_hpa != 0, "g entered and holds its line");
+    assert_eq!(e.failed_entries(), 0);
+    check(&e);
 }

@@ -5,7 +5,10 @@ use tonic::Status;
 
 use crate::core::{AiaMode, Backing, Class, CoreError};
 use crate::engine::actor::EngineGone;
-use crate::engine::{EngineError, HartView, StatusView, VmView};
+use crate::engine::{
+    EngineError, HartView, MoveOutcome, MoveView, PlaceOutcome, StatusView, VcpuView, VmState,
+    VmView,
+};
 
 pub fn class_from_proto(raw: i32) -> Option<Class> {
     match v1::Class::try_from(raw).ok()? {
@@ -39,25 +42,61 @@ fn backing_to_proto(b: Backing) -> v1::Backing {
     }
 }
 
+fn state_to_proto(s: VmState) -> v1::VmState {
+    match s {
+        VmState::Ready => v1::VmState::Ready,
+        VmState::Pending => v1::VmState::Pending,
+        VmState::Advice => v1::VmState::Advice,
+        VmState::Failed => v1::VmState::Failed,
+    }
+}
+
+fn vcpu_to_proto(v: VcpuView) -> v1::Vcpu {
+    v1::Vcpu {
+        vcpu: v.vcpu,
+        hart: v.hart,
+        backing: backing_to_proto(v.backing).into(),
+        guest_imsic_gpa: v.guest_imsic_gpa,
+        vsfile_hpa: v.vsfile_hpa,
+        is_mrif: v.backing == Backing::Mrif,
+        vsfile_line: v.line.map_or(0, u32::from),
+    }
+}
+
 pub fn vm_to_proto(vm: VmView) -> v1::Vm {
     v1::Vm {
         vm: vm.vm,
         class: class_to_proto(vm.class).into(),
         aia_mode: mode_to_proto(vm.aia_mode).into(),
+        state: state_to_proto(vm.state).into(),
+        priority: vm.priority,
+        allowed_harts: vm.allowed,
         devices: vm.devices,
-        vcpus: vm
-            .vcpus
-            .into_iter()
-            .map(|v| v1::Vcpu {
-                vcpu: v.vcpu,
-                hart: v.hart,
-                backing: backing_to_proto(v.backing).into(),
-                guest_imsic_gpa: v.guest_imsic_gpa,
-                vsfile_hpa: v.vsfile_hpa,
-                is_mrif: v.backing == Backing::Mrif,
-                vsfile_line: v.line.map_or(0, u32::from),
-            })
-            .collect(),
+        vcpus: vm.vcpus.into_iter().map(vcpu_to_proto).collect(),
+    }
+}
+
+pub fn move_to_proto(m: MoveView) -> v1::Move {
+    v1::Move {
+        vm: m.vm,
+        vcpu: m.vcpu,
+        from_hart: m.from,
+        to_hart: m.to,
+        backing: backing_to_proto(m.backing).into(),
+    }
+}
+
+pub fn place_to_proto(p: PlaceOutcome) -> v1::PlaceResponse {
+    v1::PlaceResponse {
+        vm: Some(vm_to_proto(p.vm)),
+        demoted: p.demoted.into_iter().map(move_to_proto).collect(),
+    }
+}
+
+pub fn migrate_to_proto(m: MoveOutcome) -> v1::MigrateResponse {
+    v1::MigrateResponse {
+        before: Some(vcpu_to_proto(m.before)),
+        after: Some(vcpu_to_proto(m.after)),
     }
 }
 
@@ -84,6 +123,8 @@ pub fn hart_to_proto(h: HartView) -> v1::Hart {
         online: h.online,
         numa_node: h.numa_node,
         vcpus: h.vcpus,
+        drained: h.drained,
+        releasing: h.releasing,
     }
 }
 

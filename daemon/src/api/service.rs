@@ -3,22 +3,38 @@ use ifa_api::v1::allocator_server::Allocator;
 use tonic::{Request, Response, Status};
 
 use crate::api::convert::{
-    class_from_proto, core_status, hart_to_proto, status_to_proto, vm_to_proto,
+    class_from_proto, core_status, hart_to_proto, migrate_to_proto, move_to_proto, place_to_proto,
+    status_to_proto, vm_to_proto,
 };
-use crate::core::VmId;
+use crate::clock::Clock;
 use crate::core::request::PlaceSpec;
+use crate::core::{VcpuKey, VmId};
 use crate::engine::actor::EngineHandle;
 
 /// ifa.v1.Allocator. Validation happens here, before anything reaches the
 /// engine, so bad input changes nothing.
 pub struct AllocatorService {
     engine: EngineHandle,
+    clock: Clock,
 }
 
 impl AllocatorService {
-    pub fn new(engine: EngineHandle) -> Self {
-        AllocatorService { engine }
+    pub fn new(engine: EngineHandle, clock: Clock) -> Self {
+        AllocatorService { engine, clock }
     }
+
+    fn now(&self) -> u64 {
+        self.clock.now()
+    }
+}
+
+fn place_spec(r: v1::PlaceRequest) -> Result<PlaceSpec, Status> {
+    Ok(
+        PlaceSpec::parse(&r.vm, r.vcpus, class_from_proto(r.class), &r.devices)
+            .map_err(core_status)?
+            .with_priority(r.priority)
+            .with_harts(&r.harts),
+    )
 }
 
 #[tonic::async_trait]
@@ -41,12 +57,27 @@ impl Allocator for AllocatorService {
         }))
     }
 
-    async fn place(&self, req: Request<v1::PlaceRequest>) -> Result<Response<v1::Vm>, Status> {
-        let r = req.into_inner();
-        let spec = PlaceSpec::parse(&r.vm, r.vcpus, class_from_proto(r.class), &r.devices)
+    async fn place(
+        &self,
+        req: Request<v1::PlaceRequest>,
+    ) -> Result<Response<v1::PlaceResponse>, Status> {
+        let spec = place_spec(req.into_inner())?;
+        let now = self.now();
+        let out = self.engine.call(move |e| e.place(spec, now)).await??;
+        Ok(Response::new(place_to_proto(out)))
+    }
+
+    async fn advise(
+        &self,
+        req: Request<v1::PlaceRequest>,
+    ) -> Result<Response<v1::PlaceResponse>, Status> {
+        let spec = place_spec(req.into_inner())?;
+        let out = self
+            .engine
+            .call(move |e| e.advise(spec))
+            .await?
             .map_err(core_status)?;
-        let vm = self.engine.call(move |e| e.place(spec)).await??;
-        Ok(Response::new(vm_to_proto(vm)))
+        Ok(Response::new(place_to_proto(out)))
     }
 
     async fn list_vms(
@@ -74,9 +105,49 @@ impl Allocator for AllocatorService {
         req: Request<v1::ReleaseRequest>,
     ) -> Result<Response<v1::ReleaseResponse>, Status> {
         let id = VmId::parse(&req.into_inner().vm).map_err(core_status)?;
-        let freed = self.engine.call(move |e| e.release(&id)).await??;
+        let now = self.now();
+        let freed = self.engine.call(move |e| e.release(&id, now)).await??;
         Ok(Response::new(v1::ReleaseResponse {
             vsfiles_freed: freed,
         }))
+    }
+
+    async fn migrate(
+        &self,
+        req: Request<v1::MigrateRequest>,
+    ) -> Result<Response<v1::MigrateResponse>, Status> {
+        let r = req.into_inner();
+        let key = VcpuKey {
+            vm: VmId::parse(&r.vm).map_err(core_status)?,
+            vcpu: r.vcpu,
+        };
+        let now = self.now();
+        let out = self
+            .engine
+            .call(move |e| e.migrate(&key, r.hart, now))
+            .await??;
+        Ok(Response::new(migrate_to_proto(out)))
+    }
+
+    async fn drain(
+        &self,
+        req: Request<v1::DrainRequest>,
+    ) -> Result<Response<v1::DrainResponse>, Status> {
+        let hart = req.into_inner().hart;
+        let now = self.now();
+        let moved = self.engine.call(move |e| e.drain(hart, now)).await??;
+        Ok(Response::new(v1::DrainResponse {
+            moved: moved.into_iter().map(move_to_proto).collect(),
+        }))
+    }
+
+    async fn undrain(
+        &self,
+        req: Request<v1::UndrainRequest>,
+    ) -> Result<Response<v1::UndrainResponse>, Status> {
+        let hart = req.into_inner().hart;
+        let now = self.now();
+        self.engine.call(move |e| e.undrain(hart, now)).await??;
+        Ok(Response::new(v1::UndrainResponse {}))
     }
 }

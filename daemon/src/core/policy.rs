@@ -1,14 +1,39 @@
 //! Placement policy: which hart each vCPU runs on and whether it holds a
-//! VS-file. Decisions only; the ledger records them and the host applies them.
+//! VS-file. Decisions only; the engine records them in the ledger and has the
+//! host carry them out.
 
+use std::collections::HashSet;
+
+use crate::core::ledger::{Millis, VictimKey};
 use crate::core::request::PlaceSpec;
 use crate::core::{Backing, Class, CoreError, HartId, Ledger, Topology, VcpuKey};
 
-/// Where one vCPU goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Assignment {
-    pub hart: HartId,
+/// One vCPU re-pinned, and what it runs on at its new hart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub key: VcpuKey,
+    pub from: HartId,
+    pub to: HartId,
     pub backing: Backing,
+}
+
+/// A whole VM's placement, and what must move to make room for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Per vCPU, its hart and backing.
+    pub vcpus: Vec<(HartId, Backing)>,
+    /// Burstable vCPUs that give up their VS-files (swapping).
+    pub demotions: Vec<Move>,
+    /// Waiting vCPUs moved off the harts whose lines are about to free, so
+    /// KVM cannot hand those lines to them first.
+    pub rehomes: Vec<Move>,
+}
+
+impl Placement {
+    /// The VM's files are still held by demoted vCPUs until they next enter.
+    pub fn pending(&self) -> bool {
+        !self.demotions.is_empty()
+    }
 }
 
 /// Plans a whole VM, or refuses it whole.
@@ -16,135 +41,655 @@ pub struct Assignment {
 /// - VS-file vCPUs go to distinct harts first, fewest free files first
 ///   (best-fit, as kubelet packs CPUs), so large VMs still fit later; all on
 ///   one NUMA node when one node can hold them.
+/// - A guaranteed VM that does not fit in free files takes files from
+///   burstable vCPUs (no devices first, lowest priority, newest), which move
+///   to full harts and run on MRIF there.
 /// - MRIF vCPUs go to the harts with the fewest vCPU threads. A burstable
-///   (AUTO) vCPU only lands on MRIF when no hart has a free file, so KVM cannot
-///   silently upgrade it behind the ledger's back.
-pub fn plan(
+///   vCPU only lands on MRIF when its harts have no free file left, so KVM
+///   cannot upgrade it behind the ledger's back.
+pub fn plan_place(
     topology: &Topology,
     ledger: &Ledger,
     spec: &PlaceSpec,
-) -> Result<Vec<Assignment>, CoreError> {
+) -> Result<Placement, CoreError> {
     ledger.check_admissible(spec)?;
-    let n = spec.vcpus as usize;
-    let online: Vec<HartId> = topology.online().map(|h| h.id).collect();
-    if online.is_empty() {
-        return Err(CoreError::Refused("no hart is online".into()));
+    if let Some(bad) = spec
+        .allowed
+        .iter()
+        .flatten()
+        .find(|&&h| topology.hart(h).is_none())
+    {
+        return Err(CoreError::invalid(
+            "harts",
+            format!(
+                "hart {bad} does not exist (the host has {})",
+                topology.len()
+            ),
+        ));
     }
-    let mut free: Vec<u32> = (0..topology.len() as HartId)
-        .map(|h| ledger.free(topology, h))
+    let eligible: Vec<HartId> = (0..topology.len() as HartId)
+        .filter(|&h| {
+            ledger.eligible(topology, h)
+                && spec
+                    .allowed
+                    .as_ref()
+                    .is_none_or(|a| a.binary_search(&h).is_ok())
+        })
         .collect();
+    if eligible.is_empty() {
+        return Err(CoreError::Refused(format!(
+            "vm {}: no online, undrained hart it may use",
+            spec.vm
+        )));
+    }
+    let n = spec.vcpus as usize;
+    let mut free = free_vector(topology, ledger);
     let mut threads: Vec<u32> = (0..topology.len() as HartId)
         .map(|h| ledger.load(h).vcpus)
         .collect();
-    let total_free: u32 = free.iter().sum();
+    let total_free: usize = eligible.iter().map(|&h| free[h as usize] as usize).sum();
     let want_files = match spec.class {
-        Class::Guaranteed if (total_free as usize) < n => {
-            return Err(CoreError::Refused(format!(
-                "guaranteed vm {} needs {}, {total_free} free on {} online harts",
-                spec.vm,
-                vsfiles(n),
-                online.len()
-            )));
-        }
         Class::Guaranteed => n,
-        Class::Burstable => n.min(total_free as usize),
+        Class::Burstable => n.min(total_free),
         Class::BestEffort => 0,
     };
 
-    let scope = numa_scope(topology, &free, &online, want_files.max(1));
-    let mut out = Vec::with_capacity(n);
-    while out.len() < want_files {
-        let mut round: Vec<HartId> = scope
-            .iter()
-            .copied()
-            .filter(|&h| free[h as usize] > 0)
-            .collect();
-        round.sort_by_key(|&h| (free[h as usize], h));
-        for h in round.into_iter().take(want_files - out.len()) {
-            free[h as usize] -= 1;
-            threads[h as usize] += 1;
-            out.push(Assignment {
-                hart: h,
-                backing: Backing::VsFile,
-            });
-        }
-    }
-    while out.len() < n {
-        let h = *scope
-            .iter()
-            .min_by_key(|&&h| (threads[h as usize], h))
-            .expect("scope is never empty");
-        threads[h as usize] += 1;
-        out.push(Assignment {
-            hart: h,
-            backing: Backing::Mrif,
-        });
-    }
-    Ok(out)
-}
-
-/// The online harts of the NUMA node that best fits `files` VS-files (the
-/// fewest free among those with enough), else every online hart.
-fn numa_scope(topology: &Topology, free: &[u32], online: &[HartId], files: usize) -> Vec<HartId> {
-    let mut nodes: Vec<u32> = online
-        .iter()
-        .map(|&h| topology.harts()[h as usize].numa_node)
-        .collect();
-    nodes.sort_unstable();
-    nodes.dedup();
-    if nodes.len() < 2 {
-        return online.to_vec();
-    }
-    let harts_of = |node: u32| -> Vec<HartId> {
-        online
-            .iter()
-            .copied()
-            .filter(|&h| topology.harts()[h as usize].numa_node == node)
-            .collect()
+    let mut placement = Placement {
+        vcpus: Vec::with_capacity(n),
+        demotions: Vec::new(),
+        rehomes: Vec::new(),
     };
-    nodes
-        .into_iter()
-        .map(|node| {
-            let harts = harts_of(node);
-            let node_free: u32 = harts.iter().map(|&h| free[h as usize]).sum();
-            (node_free, harts)
-        })
-        .filter(|(node_free, _)| *node_free as usize >= files)
-        .min_by_key(|(node_free, harts)| (*node_free, harts[0]))
-        .map(|(_, harts)| harts)
-        .unwrap_or_else(|| online.to_vec())
+    if want_files > total_free {
+        let victims = swap(
+            topology,
+            ledger,
+            spec,
+            &eligible,
+            want_files - total_free,
+            &mut free,
+        )?;
+        for &h in &eligible {
+            for _ in 0..free[h as usize] {
+                placement.vcpus.push((h, Backing::VsFile));
+            }
+            free[h as usize] = 0;
+        }
+        placement
+            .vcpus
+            .extend(victims.freed.iter().map(|&h| (h, Backing::VsFile)));
+        for &(h, _) in &placement.vcpus {
+            threads[h as usize] += 1;
+        }
+        placement.demotions = victims.demotions;
+        placement.rehomes = victims.rehomes;
+        return Ok(placement);
+    }
+
+    let scope = numa_scope(topology, &free, &eligible, want_files.max(1));
+    for h in pick_in_rounds(&scope, want_files, &mut free, |f| f > 0, |f| *f -= 1) {
+        threads[h as usize] += 1;
+        placement.vcpus.push((h, Backing::VsFile));
+    }
+    // An AUTO vCPU waiting on MRIF must not sit where a line is promised to
+    // a vCPU that has not entered yet: KVM would hand it the line first.
+    let safe_scope: Vec<HartId>;
+    let mrif_scope = match spec.class {
+        Class::Burstable if n > want_files => {
+            safe_scope = scope
+                .iter()
+                .copied()
+                .filter(|&h| ledger.safe_for_waiting(topology, h))
+                .collect();
+            if safe_scope.is_empty() {
+                return Err(CoreError::Refused(format!(
+                    "burstable vm {}: every hart it may wait on is handing a VS-file to a vCPU that has not entered yet; try again",
+                    spec.vm
+                )));
+            }
+            &safe_scope
+        }
+        _ => &scope,
+    };
+    for h in pick_in_rounds(
+        mrif_scope,
+        n - want_files,
+        &mut threads,
+        |_| true,
+        |t| *t += 1,
+    ) {
+        placement.vcpus.push((h, Backing::Mrif));
+    }
+    Ok(placement)
 }
 
-/// Burstable vCPUs on MRIF whose hart has a free VS-file: KVM's AUTO mode
-/// retries at every guest entry, so each will take one at its next entry.
-/// Earliest placed first, the order they first entered KVM in.
-pub fn pending_upgrades(topology: &Topology, ledger: &Ledger) -> Vec<VcpuKey> {
-    let mut free: Vec<u32> = (0..topology.len() as HartId)
+/// Free VS-files per hart (0 where not eligible).
+fn free_vector(topology: &Topology, ledger: &Ledger) -> Vec<u32> {
+    (0..topology.len() as HartId)
         .map(|h| ledger.free(topology, h))
-        .collect();
-    let mut vms: Vec<_> = ledger
-        .vms()
-        .filter(|vm| vm.class == Class::Burstable)
-        .collect();
-    vms.sort_by_key(|vm| vm.seq);
-    let mut out = Vec::new();
-    for vm in vms {
-        for (i, v) in vm.vcpus.iter().enumerate() {
-            if v.backing == Backing::Mrif && free[v.hart as usize] > 0 {
-                free[v.hart as usize] -= 1;
-                out.push(VcpuKey {
-                    vm: vm.id.clone(),
-                    vcpu: i as u32,
-                });
-            }
+        .collect()
+}
+
+/// Picks `n` harts from `scope` in rounds: within a round each hart at most
+/// once, by ascending (weight, id) among harts whose weight `ok` accepts;
+/// `take` updates the weight of a picked hart. Stops early if no hart is
+/// acceptable. O(|scope|) per round.
+fn pick_in_rounds(
+    scope: &[HartId],
+    n: usize,
+    weights: &mut [u32],
+    ok: impl Fn(u32) -> bool,
+    take: impl Fn(&mut u32),
+) -> Vec<HartId> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let need = n - out.len();
+        let mut round: Vec<(u32, HartId)> = scope
+            .iter()
+            .filter(|&&h| ok(weights[h as usize]))
+            .map(|&h| (weights[h as usize], h))
+            .collect();
+        if round.is_empty() {
+            break;
+        }
+        if round.len() > need {
+            round.select_nth_unstable(need - 1);
+            round.truncate(need);
+        }
+        round.sort_unstable();
+        for (_, h) in round {
+            take(&mut weights[h as usize]);
+            out.push(h);
         }
     }
     out
 }
 
-#[cfg(test)]
-#[path = "policy_tests.rs"]
-mod tests;
+/// The harts of the NUMA node that best fits `files` VS-files (the fewest
+/// free among those with enough), else all of `eligible`.
+fn numa_scope(topology: &Topology, free: &[u32], eligible: &[HartId], files: usize) -> Vec<HartId> {
+    let node_of = |h: HartId| topology.harts()[h as usize].numa_node;
+    let mut per_node: Vec<(u32, usize)> = Vec::new(); // (node, free)
+    for &h in eligible {
+        match per_node.iter_mut().find(|(n, _)| *n == node_of(h)) {
+            Some((_, f)) => *f += free[h as usize] as usize,
+            None => per_node.push((node_of(h), free[h as usize] as usize)),
+        }
+    }
+    if per_node.len() < 2 {
+        return eligible.to_vec();
+    }
+    match per_node
+        .iter()
+        .filter(|(_, f)| *f >= files)
+        .min_by_key(|(node, f)| (*f, *node))
+    {
+        Some(&(node, _)) => eligible
+            .iter()
+            .copied()
+            .filter(|&h| node_of(h) == node)
+            .collect(),
+        None => eligible.to_vec(),
+    }
+}
+
+struct Swap {
+    /// One entry per freed file: the hart it is on.
+    freed: Vec<HartId>,
+    demotions: Vec<Move>,
+    rehomes: Vec<Move>,
+}
+
+/// Finds `k` VS-files held by burstable vCPUs on `eligible` harts to hand to
+/// a guaranteed VM, and where those vCPUs (and vCPUs waiting on MRIF on the
+/// same harts) go: to a hart with a free file if their VM may use one, else
+/// to a full hart that is not giving up files, on MRIF.
+fn swap(
+    topology: &Topology,
+    ledger: &Ledger,
+    spec: &PlaceSpec,
+    eligible: &[HartId],
+    k: usize,
+    free: &mut [u32],
+) -> Result<Swap, CoreError> {
+    let refuse = |why: &str| {
+        CoreError::Refused(format!(
+            "guaranteed vm {} needs {}; {} free and {why}",
+            spec.vm,
+            vsfiles(spec.vcpus as usize),
+            eligible.iter().map(|&h| free[h as usize]).sum::<u32>(),
+        ))
+    };
+    let in_scope: HashSet<HartId> = eligible.iter().copied().collect();
+    let chosen: Vec<VictimKey> = ledger
+        .victims()
+        .filter(|v| {
+            let vm = ledger.vm_by_seq(v.seq()).expect("indexed");
+            let hart = vm.vcpus[v.vcpu as usize].hart;
+            // A vCPU can only give up its line by moving to another hart.
+            in_scope.contains(&hart)
+                && (0..topology.len() as HartId)
+                    .any(|h| h != hart && vm.allows(h) && ledger.eligible(topology, h))
+        })
+        .take(k)
+        .copied()
+        .collect();
+    if chosen.len() < k {
+        return Err(refuse(&format!(
+            "only {} can be taken from burstable vCPUs",
+            chosen.len()
+        )));
+    }
+    let freed: Vec<HartId> = chosen
+        .iter()
+        .map(|v| ledger.vm_by_seq(v.seq()).expect("indexed").vcpus[v.vcpu as usize].hart)
+        .collect();
+    let freeing: HashSet<HartId> = freed.iter().copied().collect();
+    // Every file in scope goes to the guaranteed VM, so only files outside
+    // it are free for the vCPUs that move.
+    let mut outside_free = free.to_vec();
+    for &h in eligible {
+        outside_free[h as usize] = 0;
+    }
+    let mut threads: Vec<u32> = (0..topology.len() as HartId)
+        .map(|h| ledger.load(h).vcpus)
+        .collect();
+    let mut land = |seq: u64, vcpu: u32| -> Option<Move> {
+        let vm = ledger.vm_by_seq(seq).expect("indexed");
+        let from = vm.vcpus[vcpu as usize].hart;
+        let target = |ok: &dyn Fn(HartId) -> bool| {
+            (0..topology.len() as HartId)
+                .filter(|&h| {
+                    h != from
+                        && !freeing.contains(&h)
+                        && vm.allows(h)
+                        && ledger.eligible(topology, h)
+                        && ok(h)
+                })
+                .min_by_key(|&h| (threads[h as usize], h))
+        };
+        let (to, backing) = match target(&|h| outside_free[h as usize] > 0) {
+            Some(h) => {
+                outside_free[h as usize] -= 1;
+                (h, Backing::VsFile)
+            }
+            None => (
+                target(&|h| outside_free[h as usize] == 0 && ledger.safe_for_waiting(topology, h))?,
+                Backing::Mrif,
+            ),
+        };
+        threads[to as usize] += 1;
+        Some(Move {
+            key: ledger.key_of(seq, vcpu),
+            from,
+            to,
+            backing,
+        })
+    };
+    let mut demotions = Vec::with_capacity(k);
+    for v in &chosen {
+        demotions.push(
+            land(v.seq(), v.vcpu)
+                .ok_or_else(|| refuse("a demoted vCPU has no full hart to go to"))?,
+        );
+    }
+    let mut rehomes = Vec::new();
+    for &h in &freeing {
+        for &(seq, vcpu) in ledger.waiting_on(h) {
+            rehomes.push(
+                land(seq, vcpu)
+                    .ok_or_else(|| refuse("a waiting vCPU has no full hart to go to"))?,
+            );
+        }
+    }
+    Ok(Swap {
+        freed,
+        demotions,
+        rehomes,
+    })
+}
+
+/// Where one vCPU goes when it must leave its hart (migration without a
+/// target, drain, hart offline): a hart with a free file for VS-file vCPUs
+/// (fewest free first, same NUMA node first), else, for burstable and
+/// best-effort, MRIF on the least loaded full hart. `None`: nowhere.
+fn relocate(
+    topology: &Topology,
+    ledger: &Ledger,
+    key: &VcpuKey,
+    force: bool,
+) -> Option<(HartId, Backing)> {
+    let vm = ledger.vm(&key.vm)?;
+    let from = vm.vcpus[key.vcpu as usize].hart;
+    let node = topology.hart(from).map(|h| h.numa_node);
+    // When every hart a VM may use is offline, Linux has already widened
+    // its threads' affinity to all CPUs (select_fallback_rq); follow it.
+    let widened = force
+        && vm.class != Class::Guaranteed
+        && !(0..topology.len() as HartId)
+            .any(|h| h != from && vm.allows(h) && ledger.eligible(topology, h));
+    let candidates = move || {
+        (0..topology.len() as HartId).filter(move |&h| {
+            h != from && (widened || vm.allows(h)) && ledger.eligible(topology, h)
+        })
+    };
+    let off_node = |h: HartId| topology.hart(h).map(|i| i.numa_node) != node;
+    if vm.class != Class::BestEffort {
+        let with_file = candidates()
+            .filter(|&h| ledger.free(topology, h) > 0)
+            .min_by_key(|&h| (off_node(h), ledger.free(topology, h), h));
+        if let Some(h) = with_file {
+            return Some((h, Backing::VsFile));
+        }
+        if vm.class == Class::Guaranteed {
+            return None;
+        }
+    }
+    if vm.class == Class::BestEffort {
+        return candidates()
+            .min_by_key(|&h| (off_node(h), ledger.load(h).vcpus, h))
+            .map(|h| (h, Backing::Mrif));
+    }
+    // A burstable vCPU waits best where KVM holds every line; failing that,
+    // on any full hart (the engine moves VS-file vCPUs first, so their lines
+    // are held before it runs).
+    let full = |h: &HartId| ledger.free(topology, *h) == 0;
+    let safe = |h: &HartId| ledger.safe_for_waiting(topology, *h);
+    candidates()
+        .filter(full)
+        .min_by_key(|&h| (!safe(&h), off_node(h), ledger.load(h).vcpus, h))
+        .map(|h| (h, Backing::Mrif))
+}
+
+/// vCPUs that a hart going offline pushed outside their VM's allowed harts,
+/// moved back now that one of those harts can take them.
+pub fn plan_restore(topology: &Topology, ledger: &Ledger) -> Vec<Move> {
+    let mut scratch = ledger.clone();
+    let mut moves = Vec::new();
+    let outside: Vec<VcpuKey> = ledger
+        .vms()
+        .flat_map(|vm| {
+            vm.vcpus
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| !vm.allows(v.hart))
+                .map(|(i, _)| VcpuKey {
+                    vm: vm.id.clone(),
+                    vcpu: i as u32,
+                })
+        })
+        .collect();
+    for key in outside {
+        let from = scratch.vcpu(&key).map(|v| v.hart);
+        if let (Ok(from), Some((to, backing))) = (from, relocate(topology, &scratch, &key, false)) {
+            if scratch.move_vcpu(&key, to, backing, 0, true).is_ok() {
+                moves.push(Move {
+                    key,
+                    from,
+                    to,
+                    backing,
+                });
+            }
+        }
+    }
+    moves
+}
+
+/// Moves one vCPU to hart `to`. It keeps a VS-file if one is free there;
+/// else a guaranteed vCPU refuses to move and a burstable one goes to MRIF.
+pub fn plan_migrate(
+    topology: &Topology,
+    ledger: &Ledger,
+    key: &VcpuKey,
+    to: HartId,
+) -> Result<Move, CoreError> {
+    let vm = ledger
+        .vm(&key.vm)
+        .ok_or_else(|| CoreError::VmNotFound(key.vm.clone()))?;
+    let v = ledger.vcpu(key).map_err(|_| {
+        CoreError::invalid(
+            "vcpu",
+            format!("vm {} has vcpus 0..{}", key.vm, vm.vcpus.len()),
+        )
+    })?;
+    let hart = topology.hart(to).ok_or_else(|| {
+        CoreError::invalid(
+            "hart",
+            format!("hart {to} does not exist (the host has {})", topology.len()),
+        )
+    })?;
+    if !hart.online {
+        return Err(CoreError::Refused(format!("hart {to} is offline")));
+    }
+    if ledger.is_drained(to) {
+        return Err(CoreError::Refused(format!("hart {to} is drained")));
+    }
+    if !vm.allows(to) {
+        return Err(CoreError::Refused(format!(
+            "vm {} may not use hart {to}",
+            key.vm
+        )));
+    }
+    let backing = if to == v.hart {
+        v.backing
+    } else {
+        match (vm.class, ledger.free(topology, to) > 0) {
+            (Class::BestEffort, _) => Backing::Mrif,
+            (_, true) => Backing::VsFile,
+            (Class::Burstable, false) if !ledger.safe_for_waiting(topology, to) => {
+                return Err(CoreError::Refused(format!(
+                    "hart {to} is handing a VS-file to a vCPU that has not entered yet"
+                )));
+            }
+            (Class::Burstable, false) => Backing::Mrif,
+            (Class::Guaranteed, false) => {
+                return Err(CoreError::Refused(format!(
+                    "hart {to} has no free VS-file; guaranteed vm {} vcpu {} keeps its file on hart {}",
+                    key.vm, key.vcpu, v.hart
+                )));
+            }
+        }
+    };
+    Ok(Move {
+        key: key.clone(),
+        from: v.hart,
+        to,
+        backing,
+    })
+}
+
+/// Moves every vCPU off `hart`, as if it were already drained. Refused as a
+/// whole, naming the first guaranteed vCPU with nowhere to go, unless
+/// `force` (the hart went offline): then such vCPUs stay and are returned
+/// as stranded.
+pub fn plan_evacuate(
+    topology: &Topology,
+    ledger: &Ledger,
+    hart: HartId,
+    force: bool,
+) -> Result<(Vec<Move>, Vec<VcpuKey>), CoreError> {
+    let mut scratch = ledger.clone();
+    scratch.set_drained(hart, true);
+    let mut on_hart: Vec<(Class, VcpuKey)> = ledger
+        .vms()
+        .flat_map(|vm| {
+            vm.vcpus
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.hart == hart)
+                .map(move |(i, _)| {
+                    (
+                        vm.class,
+                        VcpuKey {
+                            vm: vm.id.clone(),
+                            vcpu: i as u32,
+                        },
+                    )
+                })
+        })
+        .collect();
+    // Guaranteed first: they need the free files most.
+    on_hart.sort_by_key(|(class, _)| *class);
+    let mut moves = Vec::new();
+    let mut stranded = Vec::new();
+    for (_, key) in on_hart {
+        match relocate(topology, &scratch, &key, force) {
+            Some((to, backing)) => {
+                scratch.move_vcpu(&key, to, backing, 0, true)?;
+                moves.push(Move {
+                    key,
+                    from: hart,
+                    to,
+                    backing,
+                });
+            }
+            None if force => stranded.push(key),
+            None => {
+                return Err(CoreError::Refused(format!(
+                    "cannot drain hart {hart}: guaranteed vm {} vcpu {} has no free VS-file on another hart",
+                    key.vm, key.vcpu
+                )));
+            }
+        }
+    }
+    Ok((moves, stranded))
+}
+
+/// Burstable vCPUs on MRIF that get a VS-file now. First those already on
+/// a hart with a free file (KVM's AUTO mode hands it to them at their next
+/// entry, earliest placed first, whatever ifad prefers), then the best
+/// waiting candidates elsewhere (devices, then longest waiting), moved to
+/// a hart with a free file unless they moved less than `min_interval` ago.
+pub fn plan_promotions(
+    topology: &Topology,
+    ledger: &Ledger,
+    now: Millis,
+    min_interval: Millis,
+) -> Vec<Move> {
+    let mut free = free_vector(topology, ledger);
+    let mut out = Vec::new();
+    for h in 0..topology.len() as HartId {
+        if !ledger.eligible(topology, h) {
+            continue;
+        }
+        // Lines still being released here count too: KVM gives them to
+        // these waiters when the holder next enters elsewhere (unless the
+        // holder is stuck here).
+        let l = ledger.load(h);
+        let unreserved = u32::from(topology.harts()[h as usize].vsfiles)
+            .saturating_sub(l.vsfiles_used + l.stuck);
+        let on_hart = ledger.waiting_on(h).take(unreserved as usize);
+        for &(seq, vcpu) in on_hart {
+            free[h as usize] = free[h as usize].saturating_sub(1);
+            out.push(Move {
+                key: ledger.key_of(seq, vcpu),
+                from: h,
+                to: h,
+                backing: Backing::VsFile,
+            });
+        }
+    }
+    let mut left: usize = free.iter().map(|&f| f as usize).sum();
+    if left == 0 {
+        return out;
+    }
+    let promoted: HashSet<(u64, u32)> = out
+        .iter()
+        .map(|m| (ledger.vm(&m.key.vm).expect("live").seq, m.key.vcpu))
+        .collect();
+    for w in ledger.waiting() {
+        if left == 0 {
+            break;
+        }
+        if promoted.contains(&(w.seq, w.vcpu)) {
+            continue;
+        }
+        let vm = ledger.vm_by_seq(w.seq).expect("indexed");
+        let v = &vm.vcpus[w.vcpu as usize];
+        if v.moved_at
+            .is_some_and(|t| now.saturating_sub(t) < min_interval)
+        {
+            continue;
+        }
+        let node = topology.hart(v.hart).map(|h| h.numa_node);
+        let target = (0..topology.len() as HartId)
+            .filter(|&h| free[h as usize] > 0 && vm.allows(h))
+            .min_by_key(|&h| {
+                (
+                    topology.hart(h).map(|i| i.numa_node) != node,
+                    free[h as usize],
+                    h,
+                )
+            });
+        if let Some(h) = target {
+            free[h as usize] -= 1;
+            left -= 1;
+            out.push(Move {
+                key: ledger.key_of(w.seq, w.vcpu),
+                from: v.hart,
+                to: h,
+                backing: Backing::VsFile,
+            });
+        }
+    }
+    out
+}
+
+/// Plans every vCPU from scratch on an empty host, most demanding first:
+/// guaranteed VMs, then burstable by devices and priority, then
+/// best-effort. Returns the new ledger and the VMs that no longer fit.
+pub fn replan_all(topology: &Topology, ledger: &Ledger) -> (Ledger, Vec<crate::core::VmId>) {
+    let mut order: Vec<_> = ledger.vms().collect();
+    order.sort_by_key(|vm| (vm.class, vm.devices.is_empty(), -vm.priority, vm.seq));
+    let mut fresh = Ledger::new(topology);
+    for d in (0..topology.len() as HartId).filter(|&h| ledger.is_drained(h)) {
+        fresh.set_drained(d, true);
+    }
+    let mut unplaced = Vec::new();
+    for vm in order {
+        let spec = PlaceSpec {
+            vm: vm.id.clone(),
+            vcpus: vm.vcpus.len() as u32,
+            class: vm.class,
+            devices: vm.devices.clone(),
+            priority: vm.priority,
+            allowed: vm.allowed.clone(),
+        };
+        match plan_place(topology, &fresh, &spec) {
+            Ok(p) if !p.pending() => {
+                fresh.insert(&spec, &p.vcpus, false, 0);
+            }
+            _ => unplaced.push(vm.id.clone()),
+        }
+    }
+    (fresh, unplaced)
+}
+
+/// Records a planned placement: moves what must make room, then the VM.
+pub fn apply_placement(
+    ledger: &mut Ledger,
+    spec: &PlaceSpec,
+    placement: &Placement,
+    now: Millis,
+) -> Result<u64, CoreError> {
+    apply_moves(
+        ledger,
+        placement.demotions.iter().chain(&placement.rehomes),
+        now,
+    )?;
+    Ok(ledger.insert(spec, &placement.vcpus, placement.pending(), now))
+}
+
+/// Records moves decided by policy.
+pub fn apply_moves<'a>(
+    ledger: &mut Ledger,
+    moves: impl IntoIterator<Item = &'a Move>,
+    now: Millis,
+) -> Result<(), CoreError> {
+    for m in moves {
+        ledger.move_vcpu(&m.key, m.to, m.backing, now, m.to != m.from)?;
+    }
+    Ok(())
+}
 
 fn vsfiles(n: usize) -> String {
     if n == 1 {
@@ -153,3 +698,7 @@ fn vsfiles(n: usize) -> String {
         format!("{n} VS-files")
     }
 }
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod tests;

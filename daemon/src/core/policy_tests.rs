@@ -1,21 +1,52 @@
 use super::*;
 use crate::core::request::PlaceSpec;
-use crate::core::{Class, CoreError};
+use crate::core::{Class, CoreError, VmId};
 
 fn spec(vm: &str, vcpus: u32, class: Class) -> PlaceSpec {
     PlaceSpec::parse(vm, vcpus, Some(class), &[]).unwrap()
 }
 
-fn place(t: &Topology, l: &mut Ledger, vm: &str, n: u32, class: Class) -> Vec<Assignment> {
-    let s = spec(vm, n, class);
-    let p = plan(t, l, &s).unwrap();
-    l.commit(&s, &p);
+fn place_spec(t: &Topology, l: &mut Ledger, s: &PlaceSpec) -> Placement {
+    let p = plan_place(t, l, s).unwrap();
+    apply_placement(l, s, &p, 0).unwrap();
     l.verify(t).unwrap();
     p
 }
 
-fn harts(p: &[Assignment]) -> Vec<HartId> {
-    p.iter().map(|a| a.hart).collect()
+fn place(t: &Topology, l: &mut Ledger, vm: &str, n: u32, class: Class) -> Placement {
+    place_spec(t, l, &spec(vm, n, class))
+}
+
+/// What KVM does once every vCPU has entered: each holds a line exactly
+/// where the ledger intends.
+fn run_all(l: &mut Ledger) {
+    let all: Vec<(VcpuKey, Option<HartId>)> = l
+        .vms()
+        .flat_map(|vm| {
+            vm.vcpus.iter().enumerate().map(|(i, v)| {
+                let key = VcpuKey {
+                    vm: vm.id.clone(),
+                    vcpu: i as u32,
+                };
+                (key, (v.backing == Backing::VsFile).then_some(v.hart))
+            })
+        })
+        .collect();
+    for (key, held) in all {
+        l.observed(&key, held, held.map(|_| 1)).unwrap();
+    }
+}
+
+fn harts(p: &Placement) -> Vec<HartId> {
+    p.vcpus.iter().map(|a| a.0).collect()
+}
+
+fn id(s: &str) -> VmId {
+    VmId::parse(s).unwrap()
+}
+
+fn key(vm: &str, vcpu: u32) -> VcpuKey {
+    VcpuKey { vm: id(vm), vcpu }
 }
 
 #[test]
@@ -23,7 +54,7 @@ fn guaranteed_spreads_over_distinct_harts_first() {
     let t = Topology::uniform(4, 5, 1);
     let mut l = Ledger::new(&t);
     let p = place(&t, &mut l, "a", 6, Class::Guaranteed);
-    assert!(p.iter().all(|a| a.backing == Backing::VsFile));
+    assert!(p.vcpus.iter().all(|a| a.1 == Backing::VsFile));
     let mut h = harts(&p);
     h.sort();
     assert_eq!(h, [0, 0, 1, 1, 2, 3]);
@@ -33,23 +64,85 @@ fn guaranteed_spreads_over_distinct_harts_first() {
 fn best_fit_prefers_the_fullest_hart_that_has_room() {
     let t = Topology::uniform(3, 5, 1);
     let mut l = Ledger::new(&t);
-    place(&t, &mut l, "a", 3, Class::Guaranteed); // one file on each hart
-    place(&t, &mut l, "b", 1, Class::Guaranteed); // hart 0: 3 free now
+    place(&t, &mut l, "a", 3, Class::Guaranteed);
+    place(&t, &mut l, "b", 1, Class::Guaranteed);
     let p = place(&t, &mut l, "c", 1, Class::Guaranteed);
     assert_eq!(harts(&p), [0], "fewest free first, then lowest id");
 }
 
 #[test]
-fn guaranteed_refused_whole_when_files_run_out() {
+fn guaranteed_refused_whole_when_nothing_can_be_swapped() {
     let t = Topology::uniform(2, 5, 1);
     let mut l = Ledger::new(&t);
     place(&t, &mut l, "a", 7, Class::Guaranteed);
-    let before = l.clone();
-    match plan(&t, &l, &spec("b", 4, Class::Guaranteed)) {
-        Err(CoreError::Refused(msg)) => assert!(msg.contains("needs 4 VS-files, 3 free"), "{msg}"),
+    match plan_place(&t, &l, &spec("b", 4, Class::Guaranteed)) {
+        Err(CoreError::Refused(msg)) => {
+            assert!(
+                msg.contains("needs 4 VS-files; 3 free and only 0 can be taken"),
+                "{msg}"
+            )
+        }
         other => panic!("{other:?}"),
     }
-    assert_eq!(l.vsfiles_used(), before.vsfiles_used());
+}
+
+#[test]
+fn swapping_demotes_burstable_lowest_priority_newest_devices_last() {
+    let t = Topology::uniform(4, 1, 1);
+    let mut l = Ledger::new(&t);
+    let dev = PlaceSpec::parse("dev", 1, Some(Class::Burstable), &["01:00.0".into()]).unwrap();
+    place_spec(&t, &mut l, &dev);
+    place_spec(
+        &t,
+        &mut l,
+        &spec("hi", 1, Class::Burstable).with_priority(5),
+    );
+    place(&t, &mut l, "old", 1, Class::Burstable);
+    place(&t, &mut l, "new", 1, Class::Burstable);
+    run_all(&mut l);
+    let p = plan_place(&t, &l, &spec("g", 2, Class::Guaranteed)).unwrap();
+    let demoted: Vec<&str> = p.demotions.iter().map(|m| m.key.vm.as_str()).collect();
+    assert_eq!(demoted, ["new", "old"]);
+    assert!(
+        p.pending(),
+        "their lines are released only at their next entry"
+    );
+    for m in &p.demotions {
+        assert_eq!(m.backing, Backing::Mrif);
+        assert_ne!(m.to, m.from);
+        assert!(
+            !harts(&p).contains(&m.to),
+            "demoted onto a hart that keeps its files"
+        );
+    }
+    apply_placement(&mut l, &spec("g", 2, Class::Guaranteed), &p, 0).unwrap();
+    l.verify(&t).unwrap();
+    let g_harts = harts(&p);
+    assert!(
+        g_harts.iter().all(|&h| !l.settled(&t, h)),
+        "files still held"
+    );
+    run_all(&mut l);
+    assert!(g_harts.iter().all(|&h| l.settled(&t, h)));
+}
+
+#[test]
+fn swapping_moves_waiting_vcpus_off_the_harts_that_free_lines() {
+    // 3 harts x 1 file. b holds all three; w waits on MRIF.
+    let t = Topology::uniform(3, 1, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "b", 3, Class::Burstable);
+    place(&t, &mut l, "w", 1, Class::Burstable);
+    run_all(&mut l);
+    let w_hart = l.vcpu(&key("w", 0)).unwrap().hart;
+    let p = plan_place(&t, &l, &spec("g", 1, Class::Guaranteed)).unwrap();
+    let freed = harts(&p)[0];
+    if freed == w_hart {
+        assert_eq!(p.rehomes.len(), 1, "{p:?}");
+        assert_ne!(p.rehomes[0].to, freed);
+    } else {
+        assert!(p.rehomes.is_empty());
+    }
 }
 
 #[test]
@@ -57,10 +150,7 @@ fn burstable_takes_free_files_then_mrif() {
     let t = Topology::uniform(2, 2, 1);
     let mut l = Ledger::new(&t);
     let p = place(&t, &mut l, "a", 6, Class::Burstable);
-    let files = p.iter().filter(|a| a.backing == Backing::VsFile).count();
-    assert_eq!(files, 4);
-    assert_eq!(l.vsfiles_used(), 4);
-    // MRIF vCPUs spread over the least loaded harts.
+    assert_eq!(p.vcpus.iter().filter(|a| a.1 == Backing::VsFile).count(), 4);
     assert_eq!(l.load(0).vcpus, 3);
     assert_eq!(l.load(1).vcpus, 3);
 }
@@ -70,8 +160,7 @@ fn best_effort_never_takes_a_file() {
     let t = Topology::uniform(2, 5, 1);
     let mut l = Ledger::new(&t);
     let p = place(&t, &mut l, "a", 4, Class::BestEffort);
-    assert!(p.iter().all(|a| a.backing == Backing::Mrif));
-    assert_eq!(l.vsfiles_used(), 0);
+    assert!(p.vcpus.iter().all(|a| a.1 == Backing::Mrif));
     assert_eq!(harts(&p), [0, 1, 0, 1]);
 }
 
@@ -80,25 +169,34 @@ fn one_numa_node_when_it_fits() {
     let t = Topology::uniform(8, 2, 2);
     let mut l = Ledger::new(&t);
     place(&t, &mut l, "a", 2, Class::Guaranteed);
-    // Node 0 now has 6 free, node 1 has 8: best fit puts 5 vCPUs on node 0.
     let p = place(&t, &mut l, "b", 5, Class::Guaranteed);
-    assert!(p.iter().all(|a| a.hart < 4), "{p:?}");
-    // 7 fit on neither node alone (1 and 8 free): node 1 holds them.
+    assert!(harts(&p).iter().all(|&h| h < 4), "{p:?}");
     let p = place(&t, &mut l, "c", 7, Class::Guaranteed);
-    assert!(p.iter().all(|a| a.hart >= 4), "{p:?}");
+    assert!(harts(&p).iter().all(|&h| h >= 4), "{p:?}");
 }
 
 #[test]
-fn offline_harts_get_nothing() {
-    let mut t = Topology::uniform(2, 5, 1);
+fn allowed_harts_restrict_placement_and_must_exist() {
+    let t = Topology::uniform(4, 5, 1);
+    let mut l = Ledger::new(&t);
+    let s = spec("a", 3, Class::Guaranteed).with_harts(&[3, 2]);
+    let p = place_spec(&t, &mut l, &s);
+    assert!(harts(&p).iter().all(|&h| h == 2 || h == 3));
+    let bad = spec("b", 1, Class::Guaranteed).with_harts(&[9]);
+    assert!(matches!(
+        plan_place(&t, &l, &bad),
+        Err(CoreError::InvalidArgument { field: "harts", .. })
+    ));
+}
+
+#[test]
+fn offline_and_drained_harts_get_nothing() {
+    let mut t = Topology::uniform(3, 5, 1);
     t.set_online(0, false);
     let mut l = Ledger::new(&t);
+    l.set_drained(1, true);
     let p = place(&t, &mut l, "a", 3, Class::Burstable);
-    assert!(p.iter().all(|a| a.hart == 1));
-    assert!(matches!(
-        plan(&t, &l, &spec("b", 3, Class::Guaranteed)),
-        Err(CoreError::Refused(_))
-    ));
+    assert!(harts(&p).iter().all(|&h| h == 2));
 }
 
 #[test]
@@ -106,30 +204,128 @@ fn existing_vm_and_taken_device_are_refused() {
     let t = Topology::uniform(2, 5, 1);
     let mut l = Ledger::new(&t);
     let s = PlaceSpec::parse("a", 1, Some(Class::Burstable), &["01:00.0".into()]).unwrap();
-    let p = plan(&t, &l, &s).unwrap();
-    l.commit(&s, &p);
-    assert!(matches!(plan(&t, &l, &s), Err(CoreError::VmExists(_))));
+    place_spec(&t, &mut l, &s);
+    assert!(matches!(
+        plan_place(&t, &l, &s),
+        Err(CoreError::VmExists(_))
+    ));
     let s2 = PlaceSpec::parse("b", 1, Some(Class::Burstable), &["0000:01:00.0".into()]).unwrap();
     assert!(matches!(
-        plan(&t, &l, &s2),
+        plan_place(&t, &l, &s2),
         Err(CoreError::DeviceInUse { .. })
     ));
     l.remove(&s.vm).unwrap();
-    assert!(plan(&t, &l, &s2).is_ok(), "release frees the device");
+    assert!(plan_place(&t, &l, &s2).is_ok(), "release frees the device");
 }
 
 #[test]
-fn release_makes_waiting_burstable_vcpus_pending_upgrades_in_placement_order() {
-    let t = Topology::uniform(1, 2, 1);
+fn migrate_keeps_the_file_or_refuses_guaranteed_or_drops_burstable_to_mrif() {
+    let t = Topology::uniform(2, 1, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "g", 1, Class::Guaranteed);
+    place(&t, &mut l, "b", 1, Class::Burstable);
+    run_all(&mut l);
+    let g_hart = l.vcpu(&key("g", 0)).unwrap().hart;
+    let other = 1 - g_hart;
+    assert!(matches!(
+        plan_migrate(&t, &l, &key("g", 0), other),
+        Err(CoreError::Refused(_))
+    ));
+    let m = plan_migrate(&t, &l, &key("b", 0), g_hart).unwrap();
+    assert_eq!(m.backing, Backing::Mrif);
+    apply_moves(&mut l, [&m], 0).unwrap();
+    l.verify(&t).unwrap();
+    assert_eq!(l.load(other).releasing, 1, "b still holds its old line");
+    run_all(&mut l);
+    assert_eq!(l.load(other).releasing, 0);
+    let m = plan_migrate(&t, &l, &key("g", 0), other).unwrap();
+    assert_eq!(m.backing, Backing::VsFile);
+    assert!(matches!(
+        plan_migrate(&t, &l, &key("g", 7), other),
+        Err(CoreError::InvalidArgument { field: "vcpu", .. })
+    ));
+    assert!(matches!(
+        plan_migrate(&t, &l, &key("g", 0), 5),
+        Err(CoreError::InvalidArgument { field: "hart", .. })
+    ));
+}
+
+#[test]
+fn evacuate_refuses_when_a_guaranteed_vcpu_has_nowhere_to_go() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "g", 2, Class::Guaranteed); // one on each hart
+    place(&t, &mut l, "b", 1, Class::Burstable); // hart 0: best fit, lowest id
+    let (moves, stranded) = plan_evacuate(&t, &l, 0, false).unwrap();
+    assert!(stranded.is_empty());
+    assert_eq!(moves.len(), 2);
+    let g = moves.iter().find(|m| m.key.vm.as_str() == "g").unwrap();
+    assert_eq!((g.to, g.backing), (1, Backing::VsFile));
+    let b = moves.iter().find(|m| m.key.vm.as_str() == "b").unwrap();
+    assert_eq!(
+        (b.to, b.backing),
+        (1, Backing::Mrif),
+        "g took the last file first"
+    );
+    place(&t, &mut l, "g2", 1, Class::Guaranteed);
+    match plan_evacuate(&t, &l, 0, false) {
+        Err(CoreError::Refused(msg)) => assert!(msg.contains("cannot drain hart 0"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    let (_, stranded) = plan_evacuate(&t, &l, 0, true).unwrap();
+    assert_eq!(stranded.len(), 1);
+}
+
+#[test]
+fn promotions_take_on_hart_waiters_first_then_best_candidates_respecting_anti_thrash() {
+    let t = Topology::uniform(2, 1, 1);
     let mut l = Ledger::new(&t);
     place(&t, &mut l, "g", 2, Class::Guaranteed);
     place(&t, &mut l, "b1", 1, Class::Burstable);
-    place(&t, &mut l, "a2", 1, Class::Burstable);
-    assert!(pending_upgrades(&t, &l).is_empty());
-    l.remove(&VmId::parse("g").unwrap()).unwrap();
-    let up = pending_upgrades(&t, &l);
-    let names: Vec<&str> = up.iter().map(|k| k.vm.as_str()).collect();
-    assert_eq!(names, ["b1", "a2"], "placement order, not name order");
+    let dev = PlaceSpec::parse("b2", 1, Some(Class::Burstable), &["02:00.0".into()]).unwrap();
+    place_spec(&t, &mut l, &dev);
+    run_all(&mut l);
+    assert!(plan_promotions(&t, &l, 0, 0).is_empty(), "nothing free");
+    l.remove(&id("g")).unwrap();
+    let moves = plan_promotions(&t, &l, 0, 0);
+    assert_eq!(moves.len(), 2, "{moves:?}");
+    assert!(moves.iter().all(|m| m.backing == Backing::VsFile));
+    // Anti-thrash: a vCPU moved just now is not moved again for promotion.
+    let t2 = Topology::uniform(2, 1, 1);
+    let mut l2 = Ledger::new(&t2);
+    place(&t2, &mut l2, "g", 2, Class::Guaranteed);
+    place(&t2, &mut l2, "w", 1, Class::Burstable);
+    let w_hart = l2.vcpu(&key("w", 0)).unwrap().hart;
+    l2.move_vcpu(&key("w", 0), 1 - w_hart, Backing::Mrif, 1000, true)
+        .unwrap();
+    // Free the file on w's old hart: only a move could promote w.
+    let g_on_old: u32 = l2
+        .vm(&id("g"))
+        .unwrap()
+        .vcpus
+        .iter()
+        .position(|v| v.hart == w_hart)
+        .unwrap() as u32;
+    l2.move_vcpu(&key("g", g_on_old), 1 - w_hart, Backing::VsFile, 0, false)
+        .ok();
+    let _ = g_on_old;
+    assert!(
+        plan_promotions(&t2, &l2, 1500, 60_000)
+            .iter()
+            .all(|m| m.from == m.to)
+    );
 }
 
-use crate::core::VmId;
+#[test]
+fn replan_all_places_guaranteed_first() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "b", 3, Class::Burstable);
+    place(&t, &mut l, "e", 2, Class::BestEffort);
+    place(&t, &mut l, "g", 1, Class::Guaranteed);
+    let (fresh, unplaced) = replan_all(&t, &l);
+    assert!(unplaced.is_empty());
+    fresh.verify(&t).unwrap();
+    assert_eq!(fresh.vsfiles_used(), 4);
+    assert_eq!(fresh.vm_count(), 3);
+}

@@ -1,6 +1,6 @@
 use std::collections::BTreeSet;
 
-use crate::core::{Bdf, Class, CoreError, VmId};
+use crate::core::{Bdf, Class, CoreError, HartId, VmId};
 
 /// KVM_MAX_VCPUS on RISC-V.
 pub const MAX_VCPUS: u32 = 1024;
@@ -12,6 +12,10 @@ pub struct PlaceSpec {
     pub vcpus: u32,
     pub class: Class,
     pub devices: Vec<Bdf>,
+    /// Among burstable VMs, higher keeps its VS-files longer under swapping.
+    pub priority: i32,
+    /// Harts the VM may use, sorted; `None`: all.
+    pub allowed: Option<Vec<HartId>>,
 }
 
 impl PlaceSpec {
@@ -50,7 +54,26 @@ impl PlaceSpec {
             vcpus,
             class,
             devices: parsed,
+            priority: 0,
+            allowed: None,
         })
+    }
+
+    pub fn with_priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Restricts the VM to `harts` (empty: no restriction). Whether the
+    /// harts exist is checked against the topology at placement.
+    pub fn with_harts(mut self, harts: &[HartId]) -> Self {
+        if !harts.is_empty() {
+            let mut h = harts.to_vec();
+            h.sort_unstable();
+            h.dedup();
+            self.allowed = Some(h);
+        }
+        self
     }
 }
 

@@ -1,6 +1,8 @@
 //! Read-only snapshots of the engine's state, as the API returns them.
 
 use crate::core::ledger::VmRecord;
+use crate::core::policy::{Move, Placement};
+use crate::core::request::PlaceSpec;
 use crate::core::{AiaMode, Backing, Class, HartId, Ledger, Topology};
 
 /// QEMU virt's guest IMSIC S-level base; a guest without nested files has
@@ -23,9 +25,7 @@ pub struct StatusView {
 impl StatusView {
     pub fn new(host: &'static str, topology: &Topology, ledger: &Ledger) -> Self {
         let (mut vsfile, mut mrif) = (0, 0);
-        let mut vms = 0;
         for vm in ledger.vms() {
-            vms += 1;
             for v in &vm.vcpus {
                 match v.backing {
                     Backing::VsFile => vsfile += 1,
@@ -39,7 +39,7 @@ impl StatusView {
             harts_online: topology.online().count() as u32,
             vsfiles_total: topology.vsfiles_online(),
             vsfiles_used: ledger.vsfiles_used(),
-            vms,
+            vms: ledger.vm_count() as u32,
             vcpus_vsfile: vsfile,
             vcpus_mrif: mrif,
         }
@@ -58,6 +58,8 @@ pub struct HartView {
     pub online: bool,
     pub numa_node: u32,
     pub vcpus: u32,
+    pub drained: bool,
+    pub releasing: u32,
 }
 
 impl HartView {
@@ -74,6 +76,8 @@ impl HartView {
                     online: h.online,
                     numa_node: h.numa_node,
                     vcpus: load.vcpus,
+                    drained: ledger.is_drained(h.id),
+                    releasing: load.releasing,
                 }
             })
             .collect()
@@ -92,13 +96,67 @@ pub struct VcpuView {
     pub vsfile_hpa: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmState {
+    /// The VMM may run every vCPU.
+    Ready,
+    /// Waiting for demoted vCPUs to release the VS-files it was given; the
+    /// VMM must stay paused.
+    Pending,
+    /// Advice only: nothing was placed.
+    Advice,
+    /// A HWACCEL entry failed and the VMM stopped it: release and place
+    /// it again.
+    Failed,
+}
+
+impl VmState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmState::Ready => "ready",
+            VmState::Pending => "pending",
+            VmState::Advice => "advice",
+            VmState::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmView {
     pub vm: String,
     pub class: Class,
     pub aia_mode: AiaMode,
+    pub state: VmState,
+    pub priority: i32,
+    pub allowed: Vec<HartId>,
     pub devices: Vec<String>,
     pub vcpus: Vec<VcpuView>,
+}
+
+/// One vCPU moved by policy or an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveView {
+    pub vm: String,
+    pub vcpu: u32,
+    pub from: HartId,
+    pub to: HartId,
+    pub backing: Backing,
+}
+
+impl MoveView {
+    pub fn new(m: &Move, _topology: &Topology) -> Self {
+        MoveView {
+            vm: m.key.vm.to_string(),
+            vcpu: m.key.vcpu,
+            from: m.from,
+            to: m.to,
+            backing: m.backing,
+        }
+    }
+}
+
+fn guest_imsic_gpa(vcpu: u32) -> u64 {
+    GUEST_IMSIC_S_BASE + u64::from(vcpu) * GUEST_IMSIC_PAGE
 }
 
 impl VmView {
@@ -117,7 +175,7 @@ impl VmView {
                     hart: v.hart,
                     backing: v.backing,
                     line: v.line.filter(|_| v.backing == Backing::VsFile),
-                    guest_imsic_gpa: GUEST_IMSIC_S_BASE + i as u64 * GUEST_IMSIC_PAGE,
+                    guest_imsic_gpa: guest_imsic_gpa(i as u32),
                     vsfile_hpa: hpa,
                 }
             })
@@ -126,8 +184,43 @@ impl VmView {
             vm: record.id.to_string(),
             class: record.class,
             aia_mode: record.class.aia_mode(),
+            state: if record.failed {
+                VmState::Failed
+            } else if record.pending {
+                VmState::Pending
+            } else {
+                VmState::Ready
+            },
+            priority: record.priority,
+            allowed: record.allowed.clone().unwrap_or_default(),
             devices: record.devices.iter().map(ToString::to_string).collect(),
             vcpus,
+        }
+    }
+
+    /// What a placement would look like; lines are unknown until KVM runs it.
+    pub fn planned(spec: &PlaceSpec, placement: &Placement) -> Self {
+        VmView {
+            vm: spec.vm.to_string(),
+            class: spec.class,
+            aia_mode: spec.class.aia_mode(),
+            state: VmState::Advice,
+            priority: spec.priority,
+            allowed: spec.allowed.clone().unwrap_or_default(),
+            devices: spec.devices.iter().map(ToString::to_string).collect(),
+            vcpus: placement
+                .vcpus
+                .iter()
+                .enumerate()
+                .map(|(i, &(hart, backing))| VcpuView {
+                    vcpu: i as u32,
+                    hart,
+                    backing,
+                    line: None,
+                    guest_imsic_gpa: guest_imsic_gpa(i as u32),
+                    vsfile_hpa: 0,
+                })
+                .collect(),
         }
     }
 }

@@ -29,18 +29,32 @@ pub enum Observed {
 pub enum HostError {
     #[error("vm {vm}: {reason}")]
     Vm { vm: VmId, reason: String },
+    #[error("hart {hart}: {reason}")]
+    Hart { hart: HartId, reason: String },
+    #[error("the {0} host cannot do that")]
+    Unsupported(&'static str),
 }
 
 pub trait Host: Send {
     /// "simulated" or "linux", as status reports it.
     fn kind(&self) -> &'static str;
 
-    /// The harts as discovered.
+    /// The harts as last discovered.
     fn topology(&self) -> &Topology;
 
-    /// Makes the host run the VM as placed: its AIA mode, and each vCPU
-    /// (index = position in `harts`) affine to exactly one hart.
-    fn apply_vm(&mut self, vm: &VmId, mode: AiaMode, harts: &[HartId]) -> Result<(), HostError>;
+    /// Re-reads which harts are online; true if anything changed.
+    fn refresh_topology(&mut self) -> bool;
+
+    /// Takes on a VM whose VMM was started paused: its AIA mode, and each
+    /// vCPU (index = position in `harts`) affine to exactly one hart. The
+    /// VM runs only after `resume_vm`.
+    fn create_vm(&mut self, vm: &VmId, mode: AiaMode, harts: &[HartId]) -> Result<(), HostError>;
+
+    /// Lets a created VM run.
+    fn resume_vm(&mut self, vm: &VmId) -> Result<(), HostError>;
+
+    /// Re-pins one vCPU thread to one hart.
+    fn pin_vcpu(&mut self, vm: &VmId, vcpu: u32, hart: HartId) -> Result<(), HostError>;
 
     /// Stops managing the VM; on the simulated host its VMM exits.
     fn release_vm(&mut self, vm: &VmId) -> Result<(), HostError>;
@@ -52,6 +66,11 @@ pub trait Host: Send {
     /// Per vCPU, what the host shows; empty for an unknown VM.
     fn observe(&self, vm: &VmId) -> Vec<Observed>;
 
-    /// VS-files the host shows held, per hart; `None` where it cannot see.
+    /// Lines KVM holds, per hart; `None` where the host cannot see them.
     fn held_vsfiles(&self) -> Option<Vec<u32>>;
+
+    /// The simulated host, for tests and the simulation-only controls.
+    fn sim(&mut self) -> Option<&mut sim::SimHost> {
+        None
+    }
 }

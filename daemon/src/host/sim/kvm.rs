@@ -74,6 +74,9 @@ struct Vcpu {
     last_cpu: Option<u32>,
     file: File,
     last_entry: Option<Entry>,
+    /// Halted in the guest (WFI) with nothing to wake it: no entries, so
+    /// it keeps whatever line it holds.
+    blocked: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +85,8 @@ struct Vm {
     vcpus: Vec<Vcpu>,
     /// Set once an entry failed: QEMU stops the whole VM on exit reason 9.
     stopped: bool,
+    /// Started paused (QEMU -S) and not resumed yet.
+    paused: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -120,11 +125,13 @@ impl SimKvm {
             last_cpu: None,
             file: File::None,
             last_entry: None,
+            blocked: false,
         };
         self.vms.push(Some(Vm {
             mode,
             vcpus: vec![vcpu; vcpus],
             stopped: false,
+            paused: false,
         }));
         Ok(self.vms.len() - 1)
     }
@@ -146,6 +153,29 @@ impl SimKvm {
         Ok(())
     }
 
+    /// Pauses or resumes the whole VM (QEMU `-S`, then QMP `cont`).
+    pub fn set_paused(&mut self, vm: VmHandle, paused: bool) -> Result<(), KvmError> {
+        let m = self
+            .vms
+            .get_mut(vm)
+            .and_then(Option::as_mut)
+            .ok_or(KvmError::NoSuchVcpu)?;
+        m.paused = paused;
+        Ok(())
+    }
+
+    /// Blocks or wakes one vCPU (a guest idling in WFI, or woken by an
+    /// interrupt).
+    pub fn set_blocked(
+        &mut self,
+        vm: VmHandle,
+        vcpu: usize,
+        blocked: bool,
+    ) -> Result<(), KvmError> {
+        self.vcpu_mut(vm, vcpu)?.blocked = blocked;
+        Ok(())
+    }
+
     /// Destroys a VM: every file it held is freed at once.
     pub fn destroy_vm(&mut self, vm: VmHandle) -> Result<(), KvmError> {
         let slot = self.vms.get_mut(vm).ok_or(KvmError::NoSuchVcpu)?;
@@ -159,11 +189,11 @@ impl SimKvm {
     }
 
     /// One KVM_RUN guest entry of one vCPU, as `kvm_riscv_vcpu_aia_imsic_update`
-    /// does it. A stopped VM does not enter.
+    /// does it. A stopped or paused VM and a blocked vCPU do not enter.
     pub fn enter(&mut self, vm: VmHandle, vcpu: usize) -> Result<Option<Entry>, KvmError> {
         let cpu = {
             let v = self.vcpu(vm, vcpu)?;
-            if self.vms[vm].as_ref().is_some_and(|m| m.stopped) {
+            if v.blocked || self.vms[vm].as_ref().is_some_and(|m| m.stopped || m.paused) {
                 return Ok(None);
             }
             self.schedule(v)
@@ -221,9 +251,22 @@ impl SimKvm {
         Ok(())
     }
 
+    /// The line a vCPU holds right now, if any (an offline CPU or a
+    /// fallback may have taken it since its last entry).
+    pub fn held_line(&self, vm: VmHandle, vcpu: usize) -> Result<Option<(u32, u8)>, KvmError> {
+        Ok(match self.vcpu(vm, vcpu)?.file {
+            File::Hw { cpu, line } => Some((cpu, line)),
+            File::Sw | File::None => None,
+        })
+    }
+
     /// The result of a vCPU's most recent entry.
     pub fn last_entry(&self, vm: VmHandle, vcpu: usize) -> Result<Option<Entry>, KvmError> {
         Ok(self.vcpu(vm, vcpu)?.last_entry)
+    }
+
+    pub fn is_online(&self, cpu: u32) -> bool {
+        self.cpus.get(cpu as usize).is_some_and(|c| c.online)
     }
 
     pub fn is_stopped(&self, vm: VmHandle) -> bool {

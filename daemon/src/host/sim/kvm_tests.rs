@@ -156,3 +156,31 @@ fn destroy_frees_every_line() {
     assert_eq!(k.used_lines(0), 0);
     assert_eq!(k.enter(vm, 0), Err(KvmError::NoSuchVcpu));
 }
+
+#[test]
+fn paused_vms_and_blocked_vcpus_do_not_enter_and_keep_their_lines() {
+    let mut k = SimKvm::new([1, 1]);
+    let vm = k.create_vm(AiaMode::Auto, 1).unwrap();
+    k.set_affinity(vm, 0, &[0]).unwrap();
+    k.set_paused(vm, true).unwrap();
+    assert_eq!(k.enter(vm, 0).unwrap(), None);
+    k.set_paused(vm, false).unwrap();
+    assert_eq!(
+        k.enter(vm, 0).unwrap(),
+        Some(Entry::VsFile { cpu: 0, line: 1 })
+    );
+    k.set_blocked(vm, 0, true).unwrap();
+    k.set_affinity(vm, 0, &[1]).unwrap();
+    assert_eq!(k.enter(vm, 0).unwrap(), None);
+    assert_eq!(
+        k.used_lines(0),
+        1,
+        "a blocked vCPU keeps its line (lazy release)"
+    );
+    k.set_blocked(vm, 0, false).unwrap();
+    assert_eq!(
+        k.enter(vm, 0).unwrap(),
+        Some(Entry::VsFile { cpu: 1, line: 1 })
+    );
+    assert_eq!(k.used_lines(0), 0);
+}

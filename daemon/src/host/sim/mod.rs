@@ -1,5 +1,6 @@
 //! The simulated RISC-V KVM host: `SimKvm` plays the kernel, and each placed
-//! VM is a simulated VMM whose vCPU threads run wherever their affinity says.
+//! VM is a simulated VMM (started paused, as QEMU `-S`) whose vCPU threads
+//! run wherever their affinity says.
 
 pub mod kvm;
 pub mod spec;
@@ -8,13 +9,14 @@ use std::collections::HashMap;
 
 use crate::core::{AiaMode, HartId, Topology, VmId};
 use crate::host::{Host, HostError, Observed};
-use kvm::{Entry, SimKvm, VmHandle};
+use kvm::{Entry, KvmError, SimKvm, VmHandle};
 pub use spec::SimSpec;
 
 pub struct SimHost {
     topology: Topology,
     kvm: SimKvm,
-    vms: HashMap<VmId, VmHandle>,
+    vms: HashMap<VmId, (VmHandle, usize)>,
+    topology_changed: bool,
 }
 
 impl SimHost {
@@ -24,6 +26,7 @@ impl SimHost {
             topology,
             kvm,
             vms: HashMap::new(),
+            topology_changed: false,
         }
     }
 
@@ -34,6 +37,42 @@ impl SimHost {
     /// The simulated kernel, for tests that compare it with the ledger.
     pub fn kvm(&self) -> &SimKvm {
         &self.kvm
+    }
+
+    /// Takes a hart offline or online, as `echo 0 > cpuN/online` would.
+    pub fn set_hart_online(&mut self, hart: HartId, online: bool) -> Result<(), HostError> {
+        self.kvm
+            .set_cpu_online(hart, online)
+            .map_err(|e| HostError::Hart {
+                hart,
+                reason: e.to_string(),
+            })?;
+        if self.topology.set_online(hart, online) {
+            self.topology_changed = true;
+        }
+        Ok(())
+    }
+
+    /// Blocks or wakes a vCPU (an idle guest halted in WFI).
+    pub fn set_blocked(&mut self, vm: &VmId, vcpu: u32, blocked: bool) -> Result<(), HostError> {
+        let (h, _) = self.handle(vm)?;
+        self.kvm
+            .set_blocked(h, vcpu as usize, blocked)
+            .map_err(|e| vm_err(vm, e))
+    }
+
+    fn handle(&self, vm: &VmId) -> Result<(VmHandle, usize), HostError> {
+        self.vms.get(vm).copied().ok_or_else(|| HostError::Vm {
+            vm: vm.clone(),
+            reason: "not running on the simulated host".into(),
+        })
+    }
+}
+
+fn vm_err(vm: &VmId, e: KvmError) -> HostError {
+    HostError::Vm {
+        vm: vm.clone(),
+        reason: e.to_string(),
     }
 }
 
@@ -46,34 +85,39 @@ impl Host for SimHost {
         &self.topology
     }
 
-    fn apply_vm(&mut self, vm: &VmId, mode: AiaMode, harts: &[HartId]) -> Result<(), HostError> {
-        let err = |e: kvm::KvmError| HostError::Vm {
-            vm: vm.clone(),
-            reason: e.to_string(),
-        };
-        let handle = match self.vms.get(vm) {
-            Some(&h) => h,
-            None => {
-                let h = self.kvm.create_vm(mode, harts.len()).map_err(err)?;
-                self.vms.insert(vm.clone(), h);
-                h
-            }
-        };
+    fn refresh_topology(&mut self) -> bool {
+        std::mem::take(&mut self.topology_changed)
+    }
+
+    fn create_vm(&mut self, vm: &VmId, mode: AiaMode, harts: &[HartId]) -> Result<(), HostError> {
+        let h = self
+            .kvm
+            .create_vm(mode, harts.len())
+            .map_err(|e| vm_err(vm, e))?;
+        self.vms.insert(vm.clone(), (h, harts.len()));
+        self.kvm.set_paused(h, true).map_err(|e| vm_err(vm, e))?;
         for (vcpu, &hart) in harts.iter().enumerate() {
-            self.kvm.set_affinity(handle, vcpu, &[hart]).map_err(err)?;
+            self.pin_vcpu(vm, vcpu as u32, hart)?;
         }
         Ok(())
     }
 
+    fn resume_vm(&mut self, vm: &VmId) -> Result<(), HostError> {
+        let (h, _) = self.handle(vm)?;
+        self.kvm.set_paused(h, false).map_err(|e| vm_err(vm, e))
+    }
+
+    fn pin_vcpu(&mut self, vm: &VmId, vcpu: u32, hart: HartId) -> Result<(), HostError> {
+        let (h, _) = self.handle(vm)?;
+        self.kvm
+            .set_affinity(h, vcpu as usize, &[hart])
+            .map_err(|e| vm_err(vm, e))
+    }
+
     fn release_vm(&mut self, vm: &VmId) -> Result<(), HostError> {
-        let handle = self.vms.remove(vm).ok_or_else(|| HostError::Vm {
-            vm: vm.clone(),
-            reason: "not running on the simulated host".into(),
-        })?;
-        self.kvm.destroy_vm(handle).map_err(|e| HostError::Vm {
-            vm: vm.clone(),
-            reason: e.to_string(),
-        })
+        let (h, _) = self.handle(vm)?;
+        self.vms.remove(vm);
+        self.kvm.destroy_vm(h).map_err(|e| vm_err(vm, e))
     }
 
     fn settle(&mut self) {
@@ -86,6 +130,25 @@ impl Host for SimHost {
         }
     }
 
+    fn observe(&self, vm: &VmId) -> Vec<Observed> {
+        let Some(&(handle, vcpus)) = self.vms.get(vm) else {
+            return Vec::new();
+        };
+        (0..vcpus)
+            .map(|vcpu| {
+                let held = self.kvm.held_line(handle, vcpu).ok().flatten();
+                match (self.kvm.last_entry(handle, vcpu).ok().flatten(), held) {
+                    (Some(Entry::Failed { cpu }), _) => Observed::EntryFailed { hart: cpu },
+                    (_, Some((cpu, line))) => Observed::VsFile { hart: cpu, line },
+                    (Some(Entry::SwFile { cpu } | Entry::VsFile { cpu, .. }), None) => {
+                        Observed::Mrif { hart: cpu }
+                    }
+                    (None, None) => Observed::Unknown,
+                }
+            })
+            .collect()
+    }
+
     fn held_vsfiles(&self) -> Option<Vec<u32>> {
         Some(
             (0..self.topology.len() as u32)
@@ -94,22 +157,7 @@ impl Host for SimHost {
         )
     }
 
-    fn observe(&self, vm: &VmId) -> Vec<Observed> {
-        let Some(&handle) = self.vms.get(vm) else {
-            return Vec::new();
-        };
-        let vcpus = self
-            .kvm
-            .vm_handles()
-            .find(|&(h, _)| h == handle)
-            .map_or(0, |(_, n)| n);
-        (0..vcpus)
-            .map(|vcpu| match self.kvm.last_entry(handle, vcpu) {
-                Ok(Some(Entry::VsFile { cpu, line })) => Observed::VsFile { hart: cpu, line },
-                Ok(Some(Entry::SwFile { cpu })) => Observed::Mrif { hart: cpu },
-                Ok(Some(Entry::Failed { cpu })) => Observed::EntryFailed { hart: cpu },
-                _ => Observed::Unknown,
-            })
-            .collect()
+    fn sim(&mut self) -> Option<&mut SimHost> {
+        Some(self)
     }
 }

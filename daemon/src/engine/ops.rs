@@ -1,0 +1,279 @@
+//! Every state change: validated by the core, recorded in the ledger,
+//! carried out on the host, then settled.
+
+use tracing::{error, info, warn};
+
+use crate::core::ledger::Millis;
+use crate::core::policy::{self, Move, Placement};
+use crate::core::request::PlaceSpec;
+use crate::core::{Backing, Class, CoreError, HartId, VcpuKey, VmId};
+use crate::engine::view::{MoveView, VcpuView, VmView};
+use crate::engine::{Engine, EngineError};
+
+/// The reply to a placement (or to advice, which changes nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaceOutcome {
+    pub vm: VmView,
+    /// Burstable vCPUs that gave up their VS-files to make room.
+    pub demoted: Vec<MoveView>,
+}
+
+/// One vCPU before and after a migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveOutcome {
+    pub before: VcpuView,
+    pub after: VcpuView,
+}
+
+impl Engine {
+    /// Places a VM whole or not at all.
+    pub fn place(&mut self, spec: PlaceSpec, now: Millis) -> Result<PlaceOutcome, EngineError> {
+        let placement = self.plan(&spec)?;
+        let harts: Vec<HartId> = placement.vcpus.iter().map(|a| a.0).collect();
+        self.host
+            .create_vm(&spec.vm, spec.class.aia_mode(), &harts)
+            .inspect_err(|_| {
+                // Undo whatever part the host took, so a refusal changes nothing.
+                let _ = self.host.release_vm(&spec.vm);
+            })?;
+        self.pin(placement.demotions.iter().chain(&placement.rehomes));
+        policy::apply_placement(&mut self.ledger, &spec, &placement, now)?;
+        if !placement.pending() {
+            self.host.resume_vm(&spec.vm)?;
+        }
+        self.metrics.placed(spec.class, &placement);
+        let demoted: Vec<MoveView> = placement
+            .demotions
+            .iter()
+            .map(|m| MoveView::new(m, self.topology()))
+            .collect();
+        for d in &demoted {
+            info!(vm = %d.vm, vcpu = d.vcpu, from = d.from, to = d.to, backing = d.backing.as_str(), "demoted for vm {}", spec.vm);
+        }
+        info!(
+            vm = %spec.vm,
+            class = %spec.class,
+            vcpus = spec.vcpus,
+            vsfile = count(&placement, Backing::VsFile),
+            mrif = count(&placement, Backing::Mrif),
+            pending = placement.pending(),
+            "placed"
+        );
+        self.settle(now);
+        Ok(PlaceOutcome {
+            vm: self.vm(&spec.vm)?,
+            demoted,
+        })
+    }
+
+    /// What `place` would do, changing nothing.
+    pub fn advise(&self, spec: PlaceSpec) -> Result<PlaceOutcome, CoreError> {
+        let placement = policy::plan_place(self.topology(), &self.ledger, &spec)?;
+        Ok(PlaceOutcome {
+            vm: VmView::planned(&spec, &placement),
+            demoted: placement
+                .demotions
+                .iter()
+                .map(|m| MoveView::new(m, self.topology()))
+                .collect(),
+        })
+    }
+
+    fn plan(&self, spec: &PlaceSpec) -> Result<Placement, CoreError> {
+        policy::plan_place(self.topology(), &self.ledger, spec).inspect_err(|e| {
+            if matches!(e, CoreError::Refused(_)) {
+                self.metrics.refused(spec.class);
+                info!(vm = %spec.vm, class = %spec.class, "placement refused: {e}");
+            }
+        })
+    }
+
+    /// Frees everything a VM held; returns how many VS-files it held.
+    pub fn release(&mut self, id: &VmId, now: Millis) -> Result<u32, EngineError> {
+        let record = self.ledger.remove(id)?;
+        self.failed_entries.retain(|k| &k.vm != id);
+        if let Err(e) = self.host.release_vm(id) {
+            warn!(vm = %id, "host release failed, ledger released anyway: {e}");
+        }
+        let freed = record
+            .vcpus
+            .iter()
+            .filter(|v| v.backing == Backing::VsFile)
+            .count() as u32;
+        info!(vm = %id, vsfiles_freed = freed, "released");
+        self.settle(now);
+        Ok(freed)
+    }
+
+    /// Moves one vCPU to `hart` (an operator's request: no anti-thrash).
+    pub fn migrate(
+        &mut self,
+        key: &VcpuKey,
+        hart: HartId,
+        now: Millis,
+    ) -> Result<MoveOutcome, EngineError> {
+        let m = policy::plan_migrate(self.topology(), &self.ledger, key, hart)?;
+        let before = self.vcpu_view(key)?;
+        self.pin([&m]);
+        policy::apply_moves(&mut self.ledger, [&m], now)?;
+        self.metrics.migrated();
+        info!(vm = %key.vm, vcpu = key.vcpu, from = m.from, to = m.to, backing = m.backing.as_str(), "migrated");
+        self.settle(now);
+        Ok(MoveOutcome {
+            before,
+            after: self.vcpu_view(key)?,
+        })
+    }
+
+    /// Moves every vCPU off `hart` and keeps it out of placement until
+    /// `undrain`. Refused whole if a guaranteed vCPU has nowhere to go.
+    pub fn drain(&mut self, hart: HartId, now: Millis) -> Result<Vec<MoveView>, EngineError> {
+        self.check_hart(hart)?;
+        let (moves, _) = policy::plan_evacuate(self.topology(), &self.ledger, hart, false)?;
+        self.ledger.set_drained(hart, true);
+        self.apply_evacuation(&moves, now)?;
+        info!(hart, moved = moves.len(), "drained");
+        Ok(moves
+            .iter()
+            .map(|m| MoveView::new(m, self.topology()))
+            .collect())
+    }
+
+    pub fn undrain(&mut self, hart: HartId, now: Millis) -> Result<(), EngineError> {
+        self.check_hart(hart)?;
+        self.ledger.set_drained(hart, false);
+        info!(hart, "undrained");
+        self.settle(now);
+        Ok(())
+    }
+
+    /// Periodic work: notices harts going offline or online, then settles.
+    pub fn tick(&mut self, now: Millis) {
+        if self.host.refresh_topology() {
+            self.hotplug(now);
+        }
+        self.settle(now);
+    }
+
+    /// A hart that went offline is an involuntary drain: KVM already pushed
+    /// its vCPUs to MRIF; guaranteed ones with nowhere to go stay stranded.
+    fn hotplug(&mut self, now: Millis) {
+        let changed: Vec<(HartId, bool)> = self
+            .topology()
+            .harts()
+            .iter()
+            .map(|h| (h.id, !h.online))
+            .collect();
+        for (hart, offline) in changed {
+            self.ledger.set_offline(hart, offline);
+        }
+        let offline: Vec<HartId> = self
+            .topology()
+            .harts()
+            .iter()
+            .filter(|h| {
+                !h.online && self.ledger.load(h.id).vcpus + self.ledger.load(h.id).releasing > 0
+            })
+            .map(|h| h.id)
+            .collect();
+        for hart in offline {
+            self.ledger.hart_lost_lines(hart);
+            match policy::plan_evacuate(self.topology(), &self.ledger, hart, true) {
+                Ok((moves, stranded)) => {
+                    if let Err(e) = self.apply_evacuation(&moves, now) {
+                        error!(hart, "evacuating an offline hart: {e}");
+                    }
+                    for k in &stranded {
+                        error!(vm = %k.vm, vcpu = k.vcpu, hart, "guaranteed vCPU stranded on an offline hart: no VS-file free elsewhere");
+                    }
+                    self.metrics.stranded(stranded.len());
+                    warn!(
+                        hart,
+                        moved = moves.len(),
+                        stranded = stranded.len(),
+                        "hart went offline"
+                    );
+                }
+                Err(e) => error!(hart, "evacuating an offline hart: {e}"),
+            }
+        }
+        let back = policy::plan_restore(self.topology(), &self.ledger);
+        if !back.is_empty() {
+            info!(moved = back.len(), "vCPUs back on harts their VMs may use");
+            if let Err(e) = self.apply_evacuation(&back, now) {
+                error!("moving vCPUs back to their allowed harts: {e}");
+            }
+        }
+    }
+
+    /// Moves in two phases. First the VS-file vCPUs, the vCPUs that can
+    /// already wait safely where they go, and the vCPUs waiting on MRIF on
+    /// the hart being left (so none stays behind to catch a line freed by a
+    /// departing holder) unless a guaranteed vCPU is taking a line where
+    /// they go. These enter, and their new lines are held, before the rest
+    /// can run beside them.
+    fn apply_evacuation(&mut self, moves: &[Move], now: Millis) -> Result<(), CoreError> {
+        let topology = self.host.topology();
+        let guaranteed_to: Vec<HartId> = moves
+            .iter()
+            .filter(|m| {
+                m.backing == Backing::VsFile
+                    && self.ledger.vm(&m.key.vm).map(|vm| vm.class) == Some(Class::Guaranteed)
+            })
+            .map(|m| m.to)
+            .collect();
+        let (first, rest): (Vec<&Move>, Vec<&Move>) = moves.iter().partition(|m| {
+            let waiting = self
+                .ledger
+                .vcpu(&m.key)
+                .is_ok_and(|v| v.backing == Backing::Mrif);
+            m.backing == Backing::VsFile
+                || self.ledger.safe_for_waiting(topology, m.to)
+                || (waiting && !guaranteed_to.contains(&m.to))
+        });
+        for phase in [first, rest] {
+            self.pin(phase.iter().copied());
+            policy::apply_moves(&mut self.ledger, phase, now)?;
+            self.settle(now);
+        }
+        Ok(())
+    }
+
+    fn check_hart(&self, hart: HartId) -> Result<(), CoreError> {
+        match self.topology().hart(hart) {
+            Some(_) => Ok(()),
+            None => Err(CoreError::invalid(
+                "hart",
+                format!(
+                    "hart {hart} does not exist (the host has {})",
+                    self.topology().len()
+                ),
+            )),
+        }
+    }
+
+    fn vcpu_view(&self, key: &VcpuKey) -> Result<VcpuView, CoreError> {
+        let vm = self.vm(&key.vm)?;
+        vm.vcpus.get(key.vcpu as usize).cloned().ok_or_else(|| {
+            CoreError::invalid(
+                "vcpu",
+                format!("vm {} has vcpus 0..{}", key.vm, vm.vcpus.len()),
+            )
+        })
+    }
+
+    /// Re-pins vCPU threads; the ledger follows whatever the host shows.
+    pub(super) fn pin<'a>(&mut self, moves: impl IntoIterator<Item = &'a Move>) {
+        for m in moves {
+            if m.to != m.from
+                && let Err(e) = self.host.pin_vcpu(&m.key.vm, m.key.vcpu, m.to)
+            {
+                warn!(vm = %m.key.vm, vcpu = m.key.vcpu, "pinning to hart {} failed: {e}", m.to);
+            }
+        }
+    }
+}
+
+fn count(p: &Placement, backing: Backing) -> usize {
+    p.vcpus.iter().filter(|a| a.1 == backing).count()
+}
