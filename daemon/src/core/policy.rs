@@ -135,10 +135,20 @@ pub fn plan_place(
     let safe_scope: Vec<HartId>;
     let mrif_scope = match spec.class {
         Class::Burstable if n > want_files => {
+            // This VM's own VS-file vCPUs have not entered yet either, but
+            // a race among its own AUTO vCPUs is harmless.
+            let mut mine = vec![0u32; topology.len()];
+            for &(h, _) in &placement.vcpus {
+                mine[h as usize] += 1;
+            }
             safe_scope = scope
                 .iter()
                 .copied()
-                .filter(|&h| ledger.safe_for_waiting(topology, h))
+                .filter(|&h| {
+                    let l = ledger.load(h);
+                    l.held + mine[h as usize] >= u32::from(topology.harts()[h as usize].vsfiles)
+                        && ledger.settled(topology, h)
+                })
                 .collect();
             if safe_scope.is_empty() {
                 return Err(CoreError::Refused(format!(

@@ -6,9 +6,13 @@ fn spec(vm: &str, vcpus: u32, class: Class) -> PlaceSpec {
     PlaceSpec::parse(vm, vcpus, Some(class), &[]).unwrap()
 }
 
+/// Places a VM and lets every vCPU enter, as the engine's settle does.
 fn place_spec(t: &Topology, l: &mut Ledger, s: &PlaceSpec) -> Placement {
     let p = plan_place(t, l, s).unwrap();
     apply_placement(l, s, &p, 0).unwrap();
+    if !p.pending() {
+        run_all(l);
+    }
     l.verify(t).unwrap();
     p
 }
