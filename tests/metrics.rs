@@ -14,7 +14,8 @@ fn sample(body: &str, series: &str) -> f64 {
 
 #[test]
 fn metrics_follow_placements_and_fallbacks() {
-    let d = Daemon::simulate("harts=2,files=2");
+    // Promotion may move the demoted vCPUs straight back for this test.
+    let d = Daemon::start(&["--simulate=harts=2,files=2", "--min-move-interval", "0"]);
     let addr = d.metrics.expect("metrics listener");
     let body = http_get(addr, "/metrics");
     assert_eq!(sample(&body, "ifad_vsfiles"), 4.0);
@@ -32,7 +33,8 @@ fn metrics_follow_placements_and_fallbacks() {
     );
 
     d.json("place --vm b --vcpus 5 --class burstable");
-    d.ctl("place --vm g --vcpus 1 --class guaranteed").fails(1);
+    // More than the host has: refused even with swapping.
+    d.ctl("place --vm g --vcpus 5 --class guaranteed").fails(1);
     let body = http_get(addr, "/metrics");
     assert_eq!(sample(&body, "ifad_vsfiles_used"), 4.0);
     assert_eq!(sample(&body, "ifad_vcpus{backing=\"vsfile\"}"), 4.0);
@@ -64,6 +66,20 @@ fn metrics_follow_placements_and_fallbacks() {
         );
     }
 
+    // Swapping: a guaranteed VM takes two of b's files.
+    d.json("place --vm g --vcpus 2 --class guaranteed");
+    let body = http_get(addr, "/metrics");
+    assert_eq!(sample(&body, "ifad_demotions_total"), 2.0);
+    assert_eq!(
+        sample(&body, "ifad_mrif_fallbacks_total{reason=\"demoted\"}"),
+        2.0
+    );
+    assert_eq!(sample(&body, "ifad_vcpus{backing=\"mrif\"}"), 3.0);
+
+    d.ctl("release --vm g").ok();
+    let body = http_get(addr, "/metrics");
+    assert_eq!(sample(&body, "ifad_promotions_total"), 2.0, "{body}");
+    assert_eq!(sample(&body, "ifad_ledger_corrections_total"), 0.0);
     d.ctl("release --vm b").ok();
     let body = http_get(addr, "/metrics");
     assert_eq!(sample(&body, "ifad_vsfiles_used"), 0.0);

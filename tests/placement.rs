@@ -23,7 +23,7 @@ fn status_and_harts_describe_the_default_simulated_host() {
     }
     let table = d.ctl("harts").ok().stdout;
     assert!(
-        table.starts_with("HART  NODE  ONLINE  VS-FILES  USED  FREE  VCPUS\n"),
+        table.starts_with("HART  NODE  ONLINE  DRAINED  VS-FILES  USED  FREE  RELEASING  VCPUS\n"),
         "{table}"
     );
     assert_eq!(table.lines().count(), 9);
@@ -50,8 +50,12 @@ fn guaranteed_gets_a_vsfile_per_vcpu_on_distinct_harts() {
         assert!(v["vsfile_hpa"].as_str().unwrap().starts_with("0x"));
         assert!(v["vsfile_line"].as_u64().unwrap() >= 1);
     }
-    assert_eq!(d.json("vm a"), vm, "vm shows what place returned");
-    assert_eq!(d.json("vms"), serde_json::json!([vm]));
+    assert_eq!(vm["state"], "ready");
+    assert_eq!(vm["demoted"], serde_json::json!([]));
+    let mut placed = vm.clone();
+    placed.as_object_mut().unwrap().remove("demoted");
+    assert_eq!(d.json("vm a"), placed, "vm shows what place returned");
+    assert_eq!(d.json("vms"), serde_json::json!([placed]));
     assert_eq!(d.json("status")["vcpus"]["vsfile"], 6);
 }
 

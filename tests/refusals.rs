@@ -13,9 +13,13 @@ fn guaranteed_that_does_not_fit_is_refused_whole_with_exit_1() {
     let d = Daemon::simulate("harts=2,files=2");
     d.json("place --vm b --vcpus 3 --class burstable");
     let before = snapshot(&d);
-    let line = d.ctl("place --vm g --vcpus 2 --class guaranteed").fails(1);
+    // 4 files on the host: even taking b's three cannot make 5.
+    let line = d.ctl("place --vm g --vcpus 5 --class guaranteed").fails(1);
     assert!(line.starts_with("ifactl: refused: "), "{line}");
-    assert!(line.contains("needs 2 VS-files, 1 free"), "{line}");
+    assert!(
+        line.contains("needs 5 VS-files; 1 free and only 3 can be taken from burstable vCPUs"),
+        "{line}"
+    );
     assert_eq!(snapshot(&d), before);
     let err = d.ctl("vm g").fails(2);
     assert!(err.contains("not placed"), "{err}");
@@ -47,6 +51,22 @@ fn bad_input_exits_2_with_one_line_naming_the_field_and_changes_nothing() {
         ("release --vm ghost", "ghost is not placed"),
         ("vm ghost", "ghost is not placed"),
         ("frobnicate", "frobnicate"),
+        (
+            "place --vm z --vcpus 1 --class burstable --harts 7",
+            "hart 7 does not exist",
+        ),
+        (
+            "place --vm z --vcpus 1 --class burstable --harts 3-1",
+            "--harts",
+        ),
+        ("migrate --vm a --vcpu 9 --hart 0", "vcpu"),
+        ("migrate --vm a --vcpu 0 --hart 9", "hart 9 does not exist"),
+        (
+            "migrate --vm ghost --vcpu 0 --hart 0",
+            "ghost is not placed",
+        ),
+        ("drain --hart 9", "hart 9 does not exist"),
+        ("undrain --hart 9", "hart 9 does not exist"),
     ];
     for (args, needle) in cases {
         let line = d.ctl(args).fails(2);

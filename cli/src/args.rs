@@ -32,16 +32,27 @@ pub enum Command {
     /// One row per hart.
     Harts,
     /// Place a VM: every vCPU gets a hart and a VS-file or MRIF.
-    Place {
+    Place(PlaceArgs),
+    /// What `place` would do, changing nothing.
+    Advise(PlaceArgs),
+    /// Move one vCPU to a hart.
+    Migrate {
         #[arg(long, value_name = "ID")]
         vm: String,
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
-        vcpus: u32,
-        #[arg(long, value_enum)]
-        class: ClassArg,
-        /// PCI address of an assigned device (repeatable).
-        #[arg(long = "device", value_name = "BDF")]
-        devices: Vec<String>,
+        #[arg(long, value_name = "N")]
+        vcpu: u32,
+        #[arg(long, value_name = "H")]
+        hart: u32,
+    },
+    /// Move every vCPU off a hart and keep it out of placement.
+    Drain {
+        #[arg(long, value_name = "H")]
+        hart: u32,
+    },
+    /// Let placement use a drained hart again.
+    Undrain {
+        #[arg(long, value_name = "H")]
+        hart: u32,
     },
     /// All placed VMs.
     Vms,
@@ -57,6 +68,55 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, clap::Args)]
+pub struct PlaceArgs {
+    #[arg(long, value_name = "ID")]
+    pub vm: String,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub vcpus: u32,
+    #[arg(long, value_enum)]
+    pub class: ClassArg,
+    /// PCI address of an assigned device (repeatable).
+    #[arg(long = "device", value_name = "BDF")]
+    pub devices: Vec<String>,
+    /// Among burstable VMs, higher keeps its VS-files longer when a
+    /// guaranteed VM needs them.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// Harts the VM may use, as in cpusets: `0-3,8,10-11`.
+    #[arg(long, value_name = "LIST", value_parser = parse_hart_list)]
+    pub harts: Option<HartList>,
+}
+
+/// A parsed cpuset-style hart list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HartList(pub Vec<u32>);
+
+/// Parses `0-3,8,10-11` (the format of /sys/devices/system/cpu/online).
+pub fn parse_hart_list(raw: &str) -> Result<HartList, String> {
+    let mut out = Vec::new();
+    for part in raw.split(',') {
+        let bad = || format!("{part:?} is not a hart or a range like 0-3");
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (
+                a.parse::<u32>().map_err(|_| bad())?,
+                b.parse::<u32>().map_err(|_| bad())?,
+            ),
+            None => {
+                let h = part.parse::<u32>().map_err(|_| bad())?;
+                (h, h)
+            }
+        };
+        if lo > hi || hi - lo >= 4096 {
+            return Err(bad());
+        }
+        out.extend(lo..=hi);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(HartList(out))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ClassArg {
     /// AIA mode hwaccel: a VS-file for every vCPU, or refused.
@@ -65,4 +125,21 @@ pub enum ClassArg {
     Burstable,
     /// AIA mode emul: never a VS-file.
     BestEffort,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hart_lists_parse_like_cpusets() {
+        assert_eq!(
+            parse_hart_list("0-3,8,10-11").unwrap().0,
+            [0, 1, 2, 3, 8, 10, 11]
+        );
+        assert_eq!(parse_hart_list("5,5,4").unwrap().0, [4, 5]);
+        for bad in ["", "a", "3-1", "1-", "-1", "0-9999"] {
+            assert!(parse_hart_list(bad).is_err(), "{bad:?}");
+        }
+    }
 }

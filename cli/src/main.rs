@@ -8,7 +8,7 @@ use ifa_api::v1;
 use serde::Serialize;
 use tonic::Code;
 
-use args::{Args, ClassArg, Command, Output};
+use args::{Args, ClassArg, Command, Output, PlaceArgs};
 
 /// Exit codes: 0 done, 1 refused or failed, 2 bad input (as clap does for
 /// bad flags).
@@ -31,6 +31,17 @@ fn print<T: Serialize>(output: Output, value: &T, table: impl FnOnce(&T) -> Stri
             Err(e) => eprintln!("ifactl: cannot encode JSON: {e}"),
         },
         Output::Table => print!("{}", table(value)),
+    }
+}
+
+fn place_request(p: PlaceArgs) -> v1::PlaceRequest {
+    v1::PlaceRequest {
+        vm: p.vm,
+        vcpus: p.vcpus,
+        class: class_to_proto(p.class).into(),
+        devices: p.devices,
+        priority: p.priority,
+        harts: p.harts.map(|h| h.0).unwrap_or_default(),
     }
 }
 
@@ -96,20 +107,43 @@ async fn run(args: Args) -> Result<(), Failure> {
             let harts: Vec<model::Hart> = harts.harts.into_iter().map(Into::into).collect();
             print(out, &harts, |h| render::harts(h));
         }
-        Command::Place {
-            vm,
-            vcpus,
-            class,
-            devices,
-        } => {
-            let req = v1::PlaceRequest {
-                vm,
-                vcpus,
-                class: class_to_proto(class).into(),
-                devices,
+        Command::Place(p) => {
+            let reply = client.place(place_request(p)).await?.into_inner();
+            print(out, &model::Vm::from(reply), render::vm);
+        }
+        Command::Advise(p) => {
+            let reply = client.advise(place_request(p)).await?.into_inner();
+            print(out, &model::Vm::from(reply), render::vm);
+        }
+        Command::Migrate { vm, vcpu, hart } => {
+            let req = v1::MigrateRequest {
+                vm: vm.clone(),
+                vcpu,
+                hart,
             };
-            let vm = client.place(req).await?.into_inner();
-            print(out, &model::Vm::from(vm), render::vm);
+            let r = client.migrate(req).await?.into_inner();
+            let m = model::Migrated {
+                vm,
+                before: r.before.unwrap_or_default().into(),
+                after: r.after.unwrap_or_default().into(),
+            };
+            print(out, &m, render::migrated);
+        }
+        Command::Drain { hart } => {
+            let r = client.drain(v1::DrainRequest { hart }).await?.into_inner();
+            let d = model::Drained {
+                hart,
+                moved: r.moved.into_iter().map(Into::into).collect(),
+            };
+            print(out, &d, render::drained);
+        }
+        Command::Undrain { hart } => {
+            client.undrain(v1::UndrainRequest { hart }).await?;
+            print(
+                out,
+                &serde_json::json!({ "hart": hart, "drained": false }),
+                |_| format!("hart {hart} undrained\n"),
+            );
         }
         Command::Vms => {
             let vms = client.list_vms(v1::ListVmsRequest {}).await?.into_inner();

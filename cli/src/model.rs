@@ -33,6 +33,8 @@ pub struct Hart {
     pub hart: u32,
     pub numa_node: u32,
     pub online: bool,
+    pub drained: bool,
+    pub releasing: u32,
     pub vsfiles: u32,
     pub used: u32,
     pub free: u32,
@@ -44,8 +46,36 @@ pub struct Vm {
     pub vm: String,
     pub class: &'static str,
     pub aia_mode: &'static str,
+    pub state: &'static str,
+    pub priority: i32,
+    pub allowed_harts: Vec<u32>,
     pub devices: Vec<String>,
     pub vcpus: Vec<Vcpu>,
+    /// Only in the reply to place and advise: who gave up a VS-file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demoted: Option<Vec<Move>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Move {
+    pub vm: String,
+    pub vcpu: u32,
+    pub from_hart: u32,
+    pub to_hart: u32,
+    pub backing: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Migrated {
+    pub vm: String,
+    pub before: Vcpu,
+    pub after: Vcpu,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Drained {
+    pub hart: u32,
+    pub moved: Vec<Move>,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,6 +121,16 @@ fn backing_name(raw: i32) -> &'static str {
     }
 }
 
+fn state_name(raw: i32) -> &'static str {
+    match v1::VmState::try_from(raw) {
+        Ok(v1::VmState::Ready) => "ready",
+        Ok(v1::VmState::Pending) => "pending",
+        Ok(v1::VmState::Advice) => "advice",
+        Ok(v1::VmState::Failed) => "failed",
+        _ => "unknown",
+    }
+}
+
 fn hex(addr: u64) -> String {
     format!("{addr:#x}")
 }
@@ -122,6 +162,8 @@ impl From<v1::Hart> for Hart {
             hart: h.hart,
             numa_node: h.numa_node,
             online: h.online,
+            drained: h.drained,
+            releasing: h.releasing,
             vsfiles: h.vsfiles,
             used: h.used,
             free: if h.online {
@@ -134,26 +176,52 @@ impl From<v1::Hart> for Hart {
     }
 }
 
+impl From<v1::Vcpu> for Vcpu {
+    fn from(v: v1::Vcpu) -> Self {
+        Vcpu {
+            vcpu: v.vcpu,
+            hart: v.hart,
+            backing: backing_name(v.backing),
+            is_mrif: v.is_mrif,
+            vsfile_line: (v.vsfile_line != 0).then_some(v.vsfile_line),
+            guest_imsic_gpa: hex(v.guest_imsic_gpa),
+            vsfile_hpa: (v.vsfile_hpa != 0).then(|| hex(v.vsfile_hpa)),
+        }
+    }
+}
+
+impl From<v1::Move> for Move {
+    fn from(m: v1::Move) -> Self {
+        Move {
+            vm: m.vm,
+            vcpu: m.vcpu,
+            from_hart: m.from_hart,
+            to_hart: m.to_hart,
+            backing: backing_name(m.backing),
+        }
+    }
+}
+
 impl From<v1::Vm> for Vm {
     fn from(vm: v1::Vm) -> Self {
         Vm {
             class: class_name(vm.class),
             aia_mode: mode_name(vm.aia_mode),
+            state: state_name(vm.state),
+            priority: vm.priority,
+            allowed_harts: vm.allowed_harts,
             vm: vm.vm,
             devices: vm.devices,
-            vcpus: vm
-                .vcpus
-                .into_iter()
-                .map(|v| Vcpu {
-                    vcpu: v.vcpu,
-                    hart: v.hart,
-                    backing: backing_name(v.backing),
-                    is_mrif: v.is_mrif,
-                    vsfile_line: (v.vsfile_line != 0).then_some(v.vsfile_line),
-                    guest_imsic_gpa: hex(v.guest_imsic_gpa),
-                    vsfile_hpa: (v.vsfile_hpa != 0).then(|| hex(v.vsfile_hpa)),
-                })
-                .collect(),
+            vcpus: vm.vcpus.into_iter().map(Into::into).collect(),
+            demoted: None,
         }
+    }
+}
+
+impl From<v1::PlaceResponse> for Vm {
+    fn from(p: v1::PlaceResponse) -> Self {
+        let mut vm: Vm = p.vm.unwrap_or_default().into();
+        vm.demoted = Some(p.demoted.into_iter().map(Into::into).collect());
+        vm
     }
 }

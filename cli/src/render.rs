@@ -5,7 +5,7 @@ use std::io::Write;
 
 use tabwriter::TabWriter;
 
-use crate::model::{Hart, Status, Vm};
+use crate::model::{Drained, Hart, Migrated, Move, Status, Vcpu, Vm};
 
 fn aligned(lines: impl IntoIterator<Item = String>) -> String {
     let mut tw = TabWriter::new(Vec::new()).padding(2);
@@ -19,6 +19,10 @@ fn aligned(lines: impl IntoIterator<Item = String>) -> String {
 
 fn table<const N: usize>(header: [&str; N], rows: impl IntoIterator<Item = [String; N]>) -> String {
     aligned(std::iter::once(header.join("\t")).chain(rows.into_iter().map(|r| r.join("\t"))))
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
 }
 
 fn or_dash(items: &[String]) -> String {
@@ -47,18 +51,29 @@ pub fn status(s: &Status) -> String {
 }
 
 pub fn harts(harts: &[Hart]) -> String {
+    let header = [
+        "HART",
+        "NODE",
+        "ONLINE",
+        "DRAINED",
+        "VS-FILES",
+        "USED",
+        "FREE",
+        "RELEASING",
+        "VCPUS",
+    ];
     table(
-        [
-            "HART", "NODE", "ONLINE", "VS-FILES", "USED", "FREE", "VCPUS",
-        ],
+        header,
         harts.iter().map(|h| {
             [
                 h.hart.to_string(),
                 h.numa_node.to_string(),
-                if h.online { "yes" } else { "no" }.to_string(),
+                yes_no(h.online),
+                yes_no(h.drained),
                 h.vsfiles.to_string(),
                 h.used.to_string(),
                 h.free.to_string(),
+                h.releasing.to_string(),
                 h.vcpus.to_string(),
             ]
         }),
@@ -74,15 +89,17 @@ fn count(vm: &Vm, backing: &str) -> String {
 }
 
 pub fn vms(vms: &[Vm]) -> String {
+    let header = [
+        "VM", "CLASS", "AIA MODE", "STATE", "VCPUS", "VSFILE", "MRIF", "DEVICES",
+    ];
     table(
-        [
-            "VM", "CLASS", "AIA MODE", "VCPUS", "VSFILE", "MRIF", "DEVICES",
-        ],
+        header,
         vms.iter().map(|vm| {
             [
                 vm.vm.clone(),
                 vm.class.to_string(),
                 vm.aia_mode.to_string(),
+                vm.state.to_string(),
                 vm.vcpus.len().to_string(),
                 count(vm, "vsfile"),
                 count(vm, "mrif"),
@@ -93,33 +110,96 @@ pub fn vms(vms: &[Vm]) -> String {
 }
 
 pub fn vm(vm: &Vm) -> String {
+    let harts: Vec<String> = vm.allowed_harts.iter().map(ToString::to_string).collect();
+    let harts = if harts.is_empty() {
+        "all".to_string()
+    } else {
+        harts.join(",")
+    };
     let head = aligned([
         format!("VM\t{}", vm.vm),
         format!("CLASS\t{}", vm.class),
         format!("AIA MODE\t{}", vm.aia_mode),
+        format!("STATE\t{}", vm.state),
+        format!("PRIORITY\t{}", vm.priority),
+        format!("HARTS\t{harts}"),
         format!("DEVICES\t{}", or_dash(&vm.devices)),
     ]);
-    let vcpus = table(
-        [
-            "VCPU",
-            "HART",
-            "BACKING",
-            "LINE",
-            "GUEST IMSIC GPA",
-            "VS-FILE HPA",
-        ],
-        vm.vcpus.iter().map(|v| {
+    let mut out = format!("{head}\n{}", vcpus(&vm.vcpus));
+    if let Some(demoted) = vm.demoted.as_ref().filter(|d| !d.is_empty()) {
+        out.push_str(&format!("\nDEMOTED to make room:\n{}", moves(demoted)));
+    }
+    out
+}
+
+fn hpa(v: &Vcpu) -> String {
+    v.vsfile_hpa.clone().unwrap_or_else(|| "-".into())
+}
+
+fn line(v: &Vcpu) -> String {
+    v.vsfile_line.map_or("-".into(), |l| l.to_string())
+}
+
+fn vcpus(vcpus: &[Vcpu]) -> String {
+    let header = [
+        "VCPU",
+        "HART",
+        "BACKING",
+        "LINE",
+        "GUEST IMSIC GPA",
+        "VS-FILE HPA",
+    ];
+    table(
+        header,
+        vcpus.iter().map(|v| {
             [
                 v.vcpu.to_string(),
                 v.hart.to_string(),
                 v.backing.to_string(),
-                v.vsfile_line.map_or("-".into(), |l| l.to_string()),
+                line(v),
                 v.guest_imsic_gpa.clone(),
-                v.vsfile_hpa.clone().unwrap_or_else(|| "-".into()),
+                hpa(v),
             ]
         }),
-    );
-    format!("{head}\n{vcpus}")
+    )
+}
+
+pub fn moves(moves: &[Move]) -> String {
+    table(
+        ["VM", "VCPU", "FROM", "TO", "BACKING"],
+        moves.iter().map(|m| {
+            [
+                m.vm.clone(),
+                m.vcpu.to_string(),
+                m.from_hart.to_string(),
+                m.to_hart.to_string(),
+                m.backing.to_string(),
+            ]
+        }),
+    )
+}
+
+pub fn migrated(m: &Migrated) -> String {
+    let rows = [("before", &m.before), ("after", &m.after)];
+    table(
+        ["", "HART", "BACKING", "LINE", "VS-FILE HPA"],
+        rows.iter().map(|(when, v)| {
+            [
+                when.to_string(),
+                v.hart.to_string(),
+                v.backing.to_string(),
+                line(v),
+                hpa(v),
+            ]
+        }),
+    )
+}
+
+pub fn drained(d: &Drained) -> String {
+    if d.moved.is_empty() {
+        return format!("hart {} drained (nothing to move)\n", d.hart);
+    }
+    format!("hart {} drained; moved:\n{}", d.hart, moves(&d.moved))
 }
 
 #[cfg(test)]
@@ -133,6 +213,10 @@ mod tests {
             vm: "web-1".into(),
             class: "burstable",
             aia_mode: "auto",
+            state: "ready",
+            priority: 0,
+            allowed_harts: vec![],
+            demoted: None,
             devices: vec![],
             vcpus: vec![
                 Vcpu {
@@ -159,11 +243,11 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
             lines[0],
-            "VM     CLASS      AIA MODE  VCPUS  VSFILE  MRIF  DEVICES"
+            "VM     CLASS      AIA MODE  STATE  VCPUS  VSFILE  MRIF  DEVICES"
         );
         assert_eq!(
             lines[1],
-            "web-1  burstable  auto      2      1       1     -"
+            "web-1  burstable  auto      ready  2      1       1     -"
         );
         let out = super::vm(&vm);
         assert!(out.contains("DEVICES   -"), "{out}");

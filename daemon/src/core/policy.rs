@@ -106,13 +106,15 @@ pub fn plan_place(
             spec,
             &eligible,
             want_files - total_free,
-            &mut free,
+            &free,
         )?;
-        for &h in &eligible {
-            for _ in 0..free[h as usize] {
-                placement.vcpus.push((h, Backing::VsFile));
+        if victims.take_free {
+            for &h in &eligible {
+                for _ in 0..free[h as usize] {
+                    placement.vcpus.push((h, Backing::VsFile));
+                }
+                free[h as usize] = 0;
             }
-            free[h as usize] = 0;
         }
         placement
             .vcpus
@@ -245,6 +247,8 @@ fn numa_scope(topology: &Topology, free: &[u32], eligible: &[HartId], files: usi
 struct Swap {
     /// One entry per freed file: the hart it is on.
     freed: Vec<HartId>,
+    /// Whether the VM also takes every free file in its scope.
+    take_free: bool,
     demotions: Vec<Move>,
     rehomes: Vec<Move>,
 }
@@ -259,7 +263,7 @@ fn swap(
     spec: &PlaceSpec,
     eligible: &[HartId],
     k: usize,
-    free: &mut [u32],
+    free: &[u32],
 ) -> Result<Swap, CoreError> {
     let refuse = |why: &str| {
         CoreError::Refused(format!(
@@ -270,36 +274,87 @@ fn swap(
         ))
     };
     let in_scope: HashSet<HartId> = eligible.iter().copied().collect();
-    let chosen: Vec<VictimKey> = ledger
+    let hart_of =
+        |v: &VictimKey| ledger.vm_by_seq(v.seq()).expect("indexed").vcpus[v.vcpu as usize].hart;
+    let movable: Vec<VictimKey> = ledger
         .victims()
         .filter(|v| {
             let vm = ledger.vm_by_seq(v.seq()).expect("indexed");
-            let hart = vm.vcpus[v.vcpu as usize].hart;
+            let hart = hart_of(v);
             // A vCPU can only give up its line by moving to another hart.
             in_scope.contains(&hart)
                 && (0..topology.len() as HartId)
                     .any(|h| h != hart && vm.allows(h) && ledger.eligible(topology, h))
         })
-        .take(k)
         .copied()
         .collect();
-    if chosen.len() < k {
+    if movable.len() < k {
         return Err(refuse(&format!(
             "only {} can be taken from burstable vCPUs",
-            chosen.len()
+            movable.len()
         )));
     }
+    // Strictly in demotion order first; if that leaves the demoted nowhere
+    // to go, take them from as few harts as possible (each hart in the
+    // order of its first candidate), keeping other harts to land on; last,
+    // take every file from such victims and leave the free files to them.
+    let mut by_hart: Vec<HartId> = Vec::new();
+    for v in &movable {
+        if !by_hart.contains(&hart_of(v)) {
+            by_hart.push(hart_of(v));
+        }
+    }
+    let grouped = |n: usize| -> Vec<VictimKey> {
+        by_hart
+            .iter()
+            .flat_map(|&h| movable.iter().filter(move |v| hart_of(v) == h))
+            .take(n)
+            .copied()
+            .collect()
+    };
+    let in_order: Vec<VictimKey> = movable.iter().take(k).copied().collect();
+    let n = spec.vcpus as usize;
+    let mut attempts = vec![(in_order, true), (grouped(k), true)];
+    if movable.len() >= n {
+        attempts.push((grouped(n), false));
+    }
+    let mut why = "no victim can move";
+    for (chosen, take_free) in attempts {
+        match land_victims(topology, ledger, eligible, &chosen, free, take_free) {
+            Ok(swap) => return Ok(swap),
+            Err(e) => why = e,
+        }
+    }
+    Err(refuse(why))
+}
+
+/// Where the chosen victims, and the vCPUs waiting on MRIF on their harts,
+/// go: to a hart with a free file if their VM may use one, else to a hart
+/// where KVM holds every line and that is not giving any up.
+fn land_victims(
+    topology: &Topology,
+    ledger: &Ledger,
+    eligible: &[HartId],
+    chosen: &[VictimKey],
+    free: &[u32],
+    take_free: bool,
+) -> Result<Swap, &'static str> {
     let freed: Vec<HartId> = chosen
         .iter()
         .map(|v| ledger.vm_by_seq(v.seq()).expect("indexed").vcpus[v.vcpu as usize].hart)
         .collect();
     let freeing: HashSet<HartId> = freed.iter().copied().collect();
-    // Every file in scope goes to the guaranteed VM, so only files outside
-    // it are free for the vCPUs that move.
+    // With `take_free`, every free file in scope goes to the guaranteed VM
+    // and only files outside it are left for the vCPUs that move.
     let mut outside_free = free.to_vec();
-    for &h in eligible {
-        outside_free[h as usize] = 0;
+    if take_free {
+        for &h in eligible {
+            outside_free[h as usize] = 0;
+        }
     }
+    // Lines the moving vCPUs take, not held yet: an AUTO vCPU may wait
+    // beside them (a race among AUTO vCPUs is harmless).
+    let mut landed = vec![0u32; topology.len()];
     let mut threads: Vec<u32> = (0..topology.len() as HartId)
         .map(|h| ledger.load(h).vcpus)
         .collect();
@@ -320,12 +375,20 @@ fn swap(
         let (to, backing) = match target(&|h| outside_free[h as usize] > 0) {
             Some(h) => {
                 outside_free[h as usize] -= 1;
+                landed[h as usize] += 1;
                 (h, Backing::VsFile)
             }
-            None => (
-                target(&|h| outside_free[h as usize] == 0 && ledger.safe_for_waiting(topology, h))?,
-                Backing::Mrif,
-            ),
+            None => {
+                let full = |h: HartId| {
+                    let promised_to_vm = take_free && free[h as usize] > 0 && eligible.contains(&h);
+                    let held = ledger.load(h).held + landed[h as usize];
+                    outside_free[h as usize] == 0
+                        && !promised_to_vm
+                        && held >= u32::from(topology.harts()[h as usize].vsfiles)
+                        && ledger.settled(topology, h)
+                };
+                (target(&full)?, Backing::Mrif)
+            }
         };
         threads[to as usize] += 1;
         Some(Move {
@@ -335,26 +398,21 @@ fn swap(
             backing,
         })
     };
-    let mut demotions = Vec::with_capacity(k);
-    for v in &chosen {
-        demotions.push(
-            land(v.seq(), v.vcpu)
-                .ok_or_else(|| refuse("a demoted vCPU has no full hart to go to"))?,
-        );
+    let mut demotions = Vec::with_capacity(chosen.len());
+    for v in chosen {
+        demotions.push(land(v.seq(), v.vcpu).ok_or("a demoted vCPU has no full hart to go to")?);
     }
     let mut rehomes = Vec::new();
     for &h in &freeing {
         for &(seq, vcpu) in ledger.waiting_on(h) {
-            rehomes.push(
-                land(seq, vcpu)
-                    .ok_or_else(|| refuse("a waiting vCPU has no full hart to go to"))?,
-            );
+            rehomes.push(land(seq, vcpu).ok_or("a waiting vCPU has no full hart to go to")?);
         }
     }
     Ok(Swap {
         freed,
         demotions,
         rehomes,
+        take_free,
     })
 }
 
