@@ -67,15 +67,26 @@ pub fn plan_place(
             ),
         ));
     }
-    let eligible: Vec<HartId> = (0..topology.len() as HartId)
-        .filter(|&h| {
-            ledger.eligible(topology, h)
-                && spec
-                    .allowed
-                    .as_ref()
-                    .is_none_or(|a| a.binary_search(&h).is_ok())
-        })
-        .collect();
+    // One pass over the harts: this runs on every placement.
+    let harts = topology.harts();
+    let mut free = vec![0u32; harts.len()];
+    let mut threads = vec![0u32; harts.len()];
+    let mut eligible = Vec::with_capacity(harts.len());
+    let mut total_free = 0usize;
+    for h in harts {
+        let load = ledger.load(h.id);
+        threads[h.id as usize] = load.vcpus;
+        let allowed = spec
+            .allowed
+            .as_ref()
+            .is_none_or(|a| a.binary_search(&h.id).is_ok());
+        if h.online && !ledger.is_drained(h.id) && allowed {
+            let f = u32::from(h.vsfiles).saturating_sub(load.vsfiles_used + load.releasing);
+            free[h.id as usize] = f;
+            total_free += f as usize;
+            eligible.push(h.id);
+        }
+    }
     if eligible.is_empty() {
         return Err(CoreError::Refused(format!(
             "vm {}: no online, undrained hart it may use",
@@ -83,11 +94,6 @@ pub fn plan_place(
         )));
     }
     let n = spec.vcpus as usize;
-    let mut free = free_vector(topology, ledger);
-    let mut threads: Vec<u32> = (0..topology.len() as HartId)
-        .map(|h| ledger.load(h).vcpus)
-        .collect();
-    let total_free: usize = eligible.iter().map(|&h| free[h as usize] as usize).sum();
     let want_files = match spec.class {
         Class::Guaranteed => n,
         Class::Burstable => n.min(total_free),
@@ -127,8 +133,9 @@ pub fn plan_place(
         return Ok(placement);
     }
 
-    let scope = numa_scope(topology, &free, &eligible, want_files.max(1));
-    for h in pick_in_rounds(&scope, want_files, &mut free, |f| f > 0, |f| *f -= 1) {
+    let node_scope = numa_scope(topology, &free, &eligible, want_files.max(1));
+    let scope: &[HartId] = node_scope.as_deref().unwrap_or(&eligible);
+    for h in pick_in_rounds(scope, want_files, &mut free, |f| f > 0, |f| *f -= 1) {
         threads[h as usize] += 1;
         placement.vcpus.push((h, Backing::VsFile));
     }
@@ -160,7 +167,7 @@ pub fn plan_place(
             }
             &safe_scope
         }
-        _ => &scope,
+        _ => scope,
     };
     for h in pick_in_rounds(
         mrif_scope,
@@ -193,22 +200,31 @@ fn pick_in_rounds(
     take: impl Fn(&mut u32),
 ) -> Vec<HartId> {
     let mut out = Vec::with_capacity(n);
+    let mut round: Vec<(u32, HartId)> = Vec::with_capacity(n);
     while out.len() < n {
+        // The `need` smallest (weight, id) in one scan, kept sorted: no
+        // allocation or sort proportional to the host's size.
         let need = n - out.len();
-        let mut round: Vec<(u32, HartId)> = scope
-            .iter()
-            .filter(|&&h| ok(weights[h as usize]))
-            .map(|&h| (weights[h as usize], h))
-            .collect();
+        round.clear();
+        for &h in scope {
+            let w = weights[h as usize];
+            if !ok(w) {
+                continue;
+            }
+            let item = (w, h);
+            if round.len() == need {
+                if item >= round[need - 1] {
+                    continue;
+                }
+                round.pop();
+            }
+            let at = round.partition_point(|x| *x < item);
+            round.insert(at, item);
+        }
         if round.is_empty() {
             break;
         }
-        if round.len() > need {
-            round.select_nth_unstable(need - 1);
-            round.truncate(need);
-        }
-        round.sort_unstable();
-        for (_, h) in round {
+        for &(_, h) in &round {
             take(&mut weights[h as usize]);
             out.push(h);
         }
@@ -217,31 +233,37 @@ fn pick_in_rounds(
 }
 
 /// The harts of the NUMA node that best fits `files` VS-files (the fewest
-/// free among those with enough), else all of `eligible`.
-fn numa_scope(topology: &Topology, free: &[u32], eligible: &[HartId], files: usize) -> Vec<HartId> {
+/// free among those with enough); `None`: use all of `eligible`.
+fn numa_scope(
+    topology: &Topology,
+    free: &[u32],
+    eligible: &[HartId],
+    files: usize,
+) -> Option<Vec<HartId>> {
     let node_of = |h: HartId| topology.harts()[h as usize].numa_node;
-    let mut per_node: Vec<(u32, usize)> = Vec::new(); // (node, free)
+    let mut per_node: Vec<usize> = Vec::new(); // free files, by node id
     for &h in eligible {
-        match per_node.iter_mut().find(|(n, _)| *n == node_of(h)) {
-            Some((_, f)) => *f += free[h as usize] as usize,
-            None => per_node.push((node_of(h), free[h as usize] as usize)),
+        let node = node_of(h) as usize;
+        if per_node.len() <= node {
+            per_node.resize(node + 1, 0);
         }
+        per_node[node] += free[h as usize] as usize;
     }
-    if per_node.len() < 2 {
-        return eligible.to_vec();
+    if per_node.iter().filter(|&&f| f > 0).count() < 2 {
+        return None;
     }
-    match per_node
+    let (node, _) = per_node
         .iter()
-        .filter(|(_, f)| *f >= files)
-        .min_by_key(|(node, f)| (*f, *node))
-    {
-        Some(&(node, _)) => eligible
+        .enumerate()
+        .filter(|(_, f)| **f >= files)
+        .min_by_key(|(node, f)| (**f, *node))?;
+    Some(
+        eligible
             .iter()
             .copied()
-            .filter(|&h| node_of(h) == node)
+            .filter(|&h| node_of(h) as usize == node)
             .collect(),
-        None => eligible.to_vec(),
-    }
+    )
 }
 
 struct Swap {

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::Arc;
 
 use crate::core::CoreError;
 
@@ -7,7 +8,7 @@ pub const MAX_VM_ID_LEN: usize = 64;
 /// A caller-chosen VM name: 1..=64 of `[A-Za-z0-9._-]`, starting
 /// alphanumeric, so it is safe in file names, logs and thread lookups.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct VmId(String);
+pub struct VmId(Arc<str>);
 
 impl VmId {
     pub fn parse(raw: &str) -> Result<Self, CoreError> {
@@ -24,7 +25,7 @@ impl VmId {
         } else if let Some(c) = bad_char() {
             format!("{raw:?} contains {c:?}; allowed: A-Z a-z 0-9 . _ -")
         } else {
-            return Ok(VmId(raw.to_string()));
+            return Ok(VmId(Arc::from(raw)));
         };
         Err(CoreError::invalid("vm", reason))
     }
