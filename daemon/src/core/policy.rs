@@ -480,9 +480,10 @@ fn relocate(
             .map(|h| (h, Backing::Mrif));
     }
     // A burstable vCPU waits best where KVM holds every line; failing that,
-    // on any full hart (the engine moves VS-file vCPUs first, so their lines
-    // are held before it runs).
-    let full = |h: &HartId| ledger.free(topology, *h) == 0;
+    // on a full hart whose lines go to vCPUs moving in now (the engine moves
+    // those first, so their lines are held before it runs).
+    // Never where a line is promised to a pending guaranteed VM.
+    let full = |h: &HartId| ledger.free(topology, *h) == 0 && ledger.settled(topology, *h);
     let safe = |h: &HartId| ledger.safe_for_waiting(topology, *h);
     candidates()
         .filter(full)
@@ -621,7 +622,7 @@ pub fn plan_evacuate(
     on_hart.sort_by_key(|(class, _)| *class);
     let mut moves = Vec::new();
     let mut stranded = Vec::new();
-    for (_, key) in on_hart {
+    for (class, key) in on_hart {
         match relocate(topology, &scratch, &key, force) {
             Some((to, backing)) => {
                 scratch.move_vcpu(&key, to, backing, 0, true)?;
@@ -633,9 +634,15 @@ pub fn plan_evacuate(
                 });
             }
             None if force => stranded.push(key),
-            None => {
+            None if class == Class::Guaranteed => {
                 return Err(CoreError::Refused(format!(
                     "cannot drain hart {hart}: guaranteed vm {} vcpu {} has no free VS-file on another hart",
+                    key.vm, key.vcpu
+                )));
+            }
+            None => {
+                return Err(CoreError::Refused(format!(
+                    "cannot drain hart {hart}: {class} vm {} vcpu {} has no other hart it may use",
                     key.vm, key.vcpu
                 )));
             }
