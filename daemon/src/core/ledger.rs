@@ -366,14 +366,8 @@ impl Ledger {
         if self.vms[&seq].failed {
             return;
         }
-        let n = self.vms[&seq].vcpus.len() as u32;
-        for vcpu in 0..n {
-            self.index(seq, vcpu, false);
-        }
-        self.vms.get_mut(&seq).expect("live").failed = true;
-        for vcpu in 0..n {
-            self.index(seq, vcpu, true);
-        }
+        let who = self.select(|vm, _| vm.seq == seq);
+        self.reindexed(&who, |l| l.vms.get_mut(&seq).expect("live").failed = true);
     }
 
     /// Follows a hart going offline or online.
@@ -381,24 +375,8 @@ impl Ledger {
         if self.offline.get(hart as usize) == Some(&offline) {
             return;
         }
-        let on_hart: Vec<(u64, u32)> = self
-            .vms
-            .values()
-            .flat_map(|vm| {
-                vm.vcpus
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, v)| v.hart == hart)
-                    .map(move |(i, _)| (vm.seq, i as u32))
-            })
-            .collect();
-        for &(seq, vcpu) in &on_hart {
-            self.index(seq, vcpu, false);
-        }
-        self.offline[hart as usize] = offline;
-        for &(seq, vcpu) in &on_hart {
-            self.index(seq, vcpu, true);
-        }
+        let who = self.select(|_, v| v.hart == hart);
+        self.reindexed(&who, |l| l.offline[hart as usize] = offline);
     }
 
     pub fn set_drained(&mut self, hart: HartId, drained: bool) {
@@ -409,22 +387,39 @@ impl Ledger {
 
     /// KVM drops every line of an offline hart: nobody holds one there.
     pub fn hart_lost_lines(&mut self, hart: HartId) {
-        let holders: Vec<(u64, u32)> = self
-            .vms
+        let who = self.select(|_, v| v.held_on == Some(hart));
+        self.reindexed(&who, |l| {
+            for &(seq, vcpu) in &who {
+                let v = &mut l.vms.get_mut(&seq).expect("live").vcpus[vcpu as usize];
+                v.held_on = None;
+                v.line = None;
+            }
+        });
+    }
+
+    /// The vCPUs, as (seq, index), for which `pred` holds.
+    fn select(&self, pred: impl Fn(&VmRecord, &VcpuRecord) -> bool) -> Vec<(u64, u32)> {
+        self.vms
             .values()
             .flat_map(|vm| {
+                let pred = &pred;
                 vm.vcpus
                     .iter()
                     .enumerate()
-                    .filter(|(_, v)| v.held_on == Some(hart))
+                    .filter(move |(_, v)| pred(vm, v))
                     .map(move |(i, _)| (vm.seq, i as u32))
             })
-            .collect();
-        for (seq, vcpu) in holders {
+            .collect()
+    }
+
+    /// Applies `change` with `who` taken out of every index, then puts them
+    /// back, so the indexes follow whatever `change` did to them.
+    fn reindexed(&mut self, who: &[(u64, u32)], change: impl FnOnce(&mut Self)) {
+        for &(seq, vcpu) in who {
             self.index(seq, vcpu, false);
-            let v = &mut self.vms.get_mut(&seq).expect("live").vcpus[vcpu as usize];
-            v.held_on = None;
-            v.line = None;
+        }
+        change(self);
+        for &(seq, vcpu) in who {
             self.index(seq, vcpu, true);
         }
     }
