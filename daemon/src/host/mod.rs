@@ -3,6 +3,7 @@
 //! and, on a real RISC-V KVM host, the Linux backend.
 
 pub mod detect;
+pub mod linux;
 pub mod sim;
 
 use crate::core::{AiaMode, HartId, Topology, VmId};
