@@ -49,6 +49,13 @@ pub enum Command {
         #[arg(long, value_name = "H")]
         hart: u32,
     },
+    /// Find a running VMM's vCPU threads and pin them where the VM is placed.
+    Attach {
+        #[arg(long, value_name = "ID")]
+        vm: String,
+        #[arg(long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+        pid: u32,
+    },
     /// Let placement use a drained hart again.
     Undrain {
         #[arg(long, value_name = "H")]

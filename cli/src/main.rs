@@ -137,6 +137,13 @@ async fn run(args: Args) -> Result<(), Failure> {
             };
             print(out, &d, render::drained);
         }
+        Command::Attach { vm, pid } => {
+            let vm = client
+                .attach(v1::AttachRequest { vm, pid })
+                .await?
+                .into_inner();
+            print(out, &model::Vm::from(vm), render::vm);
+        }
         Command::Undrain { hart } => {
             client.undrain(v1::UndrainRequest { hart }).await?;
             print(

@@ -87,6 +87,8 @@ pub struct Vcpu {
     pub vsfile_line: Option<u32>,
     pub guest_imsic_gpa: String,
     pub vsfile_hpa: Option<String>,
+    /// The VMM thread running it, once attached.
+    pub tid: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -186,6 +188,7 @@ impl From<v1::Vcpu> for Vcpu {
             vsfile_line: (v.vsfile_line != 0).then_some(v.vsfile_line),
             guest_imsic_gpa: hex(v.guest_imsic_gpa),
             vsfile_hpa: (v.vsfile_hpa != 0).then(|| hex(v.vsfile_hpa)),
+            tid: (v.tid != 0).then_some(v.tid),
         }
     }
 }

@@ -227,6 +227,7 @@ mod tests {
                     vsfile_line: Some(1),
                     guest_imsic_gpa: "0x28000000".into(),
                     vsfile_hpa: Some("0x28019000".into()),
+                    tid: Some(4242),
                 },
                 Vcpu {
                     vcpu: 1,
@@ -236,6 +237,7 @@ mod tests {
                     vsfile_line: None,
                     guest_imsic_gpa: "0x28001000".into(),
                     vsfile_hpa: None,
+                    tid: None,
                 },
             ],
         };

@@ -16,6 +16,31 @@ pub struct Args {
     #[arg(long, value_name = "harts=N,files=F[,numa=K]", num_args = 0..=1, default_missing_value = "")]
     pub simulate: Option<SimSpec>,
 
+    /// Read the host from this tree laid out like `/` instead of the live
+    /// system (as node_exporter's --path.rootfs): check what ifad would see
+    /// on a captured host.
+    #[arg(long, value_name = "DIR", conflicts_with = "simulate")]
+    pub host_root: Option<PathBuf>,
+
+    /// The procfs holding the VMM processes to attach.
+    #[arg(long, value_name = "DIR", default_value = "/proc")]
+    pub proc_root: PathBuf,
+
+    /// Use at most this many VS-files per hart (may only lower what the
+    /// host has).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=63))]
+    pub max_vsfiles: Option<u8>,
+
+    /// vCPU thread names to look for on attach, `{n}` for the vCPU index
+    /// (repeatable) [default: "CPU {n}/KVM", "vcpu{n}", "kvm-vcpu-{n}"]
+    #[arg(long = "vcpu-thread-pattern", value_name = "PATTERN")]
+    pub vcpu_thread_patterns: Vec<String>,
+
+    /// What to do when someone else re-pins a vCPU thread: `reapply` (at
+    /// most 3 times per vCPU, then leave it) or `leave` (report only).
+    #[arg(long, value_enum, default_value_t = DriftArg::Reapply)]
+    pub drift: DriftArg,
+
     /// Unix socket for the gRPC API [default: /run/ifad/ifad.sock for root,
     /// else $XDG_RUNTIME_DIR/ifad/ifad.sock or /tmp/ifad-<uid>/ifad.sock]
     #[arg(long, env = ifa_api::socket::SOCKET_ENV, value_name = "PATH")]
@@ -32,6 +57,12 @@ pub struct Args {
 
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DriftArg {
+    Reapply,
+    Leave,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

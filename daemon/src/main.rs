@@ -9,12 +9,15 @@ use ifad::engine::actor::EngineHandle;
 use ifad::engine::{Engine, EngineConfig, actor};
 use ifad::host::Host;
 use ifad::host::detect::not_a_riscv_kvm_host;
+use ifad::host::linux::discover::{Source, discover};
+use ifad::host::linux::threads::DEFAULT_PATTERNS;
+use ifad::host::linux::{DriftPolicy, LinuxConfig, LinuxHost};
 use ifad::host::sim::SimHost;
 use ifad::metrics::Metrics;
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
-use args::{Args, LogFormat, MetricsListen};
+use args::{Args, DriftArg, LogFormat, MetricsListen};
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -33,13 +36,46 @@ fn pick_host(args: &Args) -> anyhow::Result<Box<dyn Host>> {
     if let Some(spec) = &args.simulate {
         return Ok(Box::new(SimHost::from_spec(spec)));
     }
-    match not_a_riscv_kvm_host(Path::new("/"), std::env::consts::ARCH) {
-        Some(why) => bail!("{why}; pass --simulate to run on a simulated RISC-V KVM host"),
-        None => bail!(
-            "the Linux host backend is not available in this build yet; \
-             pass --simulate to run on a simulated RISC-V KVM host"
-        ),
+    let root = match &args.host_root {
+        Some(root) => root.clone(),
+        None => {
+            // Never silently pretend: the live host must be a RISC-V KVM host.
+            if let Some(why) = not_a_riscv_kvm_host(Path::new("/"), std::env::consts::ARCH) {
+                bail!("{why}; pass --simulate to run on a simulated RISC-V KVM host");
+            }
+            PathBuf::from("/")
+        }
+    };
+    let found = discover(&root, args.max_vsfiles)
+        .with_context(|| format!("discovering the RISC-V KVM host under {}", root.display()))?;
+    for w in &found.warnings {
+        warn!("{w}");
     }
+    info!(
+        "discovered {} harts from the {} under {}",
+        found.topology.len(),
+        match found.source {
+            Source::DeviceTree => "device tree",
+            Source::KernelLog => "kernel log",
+        },
+        root.display()
+    );
+    let patterns = if args.vcpu_thread_patterns.is_empty() {
+        DEFAULT_PATTERNS.iter().map(|p| p.to_string()).collect()
+    } else {
+        args.vcpu_thread_patterns.clone()
+    };
+    let config = LinuxConfig {
+        root,
+        proc_root: args.proc_root.clone(),
+        max_files: args.max_vsfiles,
+        patterns,
+        drift_policy: match args.drift {
+            DriftArg::Reapply => DriftPolicy::Reapply,
+            DriftArg::Leave => DriftPolicy::Leave,
+        },
+    };
+    Ok(Box::new(LinuxHost::new(config, found)))
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed at the call,

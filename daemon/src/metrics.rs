@@ -32,6 +32,7 @@ pub struct Metrics {
     stranded: IntCounter,
     hwaccel_entry_failures: IntCounter,
     ledger_corrections: IntCounter,
+    drift: IntCounter,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
@@ -128,6 +129,11 @@ impl Metrics {
                 "ifad_ledger_corrections_total",
                 "Times the host showed a vCPU backing the ledger had not predicted.",
             ),
+            drift: counter(
+                &r,
+                "ifad_drift_detected_total",
+                "vCPU threads found pinned where their placement does not allow.",
+            ),
             registry: r,
         };
         // Export every series from the start, so rate() works from zero.
@@ -192,6 +198,10 @@ impl Metrics {
 
     pub fn hwaccel_entry_failed(&self) {
         self.hwaccel_entry_failures.inc();
+    }
+
+    pub fn drift_detected(&self) {
+        self.drift.inc();
     }
 
     pub fn ledger_corrected(&self) {

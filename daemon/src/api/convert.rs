@@ -60,6 +60,7 @@ fn vcpu_to_proto(v: VcpuView) -> v1::Vcpu {
         vsfile_hpa: v.vsfile_hpa,
         is_mrif: v.backing == Backing::Mrif,
         vsfile_line: v.line.map_or(0, u32::from),
+        tid: v.tid.unwrap_or(0),
     }
 }
 

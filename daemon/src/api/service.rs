@@ -141,6 +141,16 @@ impl Allocator for AllocatorService {
         }))
     }
 
+    async fn attach(&self, req: Request<v1::AttachRequest>) -> Result<Response<v1::Vm>, Status> {
+        let r = req.into_inner();
+        let id = VmId::parse(&r.vm).map_err(core_status)?;
+        if r.pid == 0 {
+            return Err(Status::invalid_argument("pid: must be a process id"));
+        }
+        let vm = self.engine.call(move |e| e.attach(&id, r.pid)).await??;
+        Ok(Response::new(vm_to_proto(vm)))
+    }
+
     async fn undrain(
         &self,
         req: Request<v1::UndrainRequest>,

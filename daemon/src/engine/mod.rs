@@ -10,7 +10,7 @@ pub mod view;
 use std::collections::HashSet;
 
 use crate::core::ledger::Millis;
-use crate::core::{CoreError, Ledger, Topology, VcpuKey, VmId};
+use crate::core::{CoreError, HartId, Ledger, Topology, VcpuKey, VmId};
 use crate::host::{Host, HostError};
 use crate::metrics::Metrics;
 pub use ops::{MoveOutcome, PlaceOutcome};
@@ -48,6 +48,8 @@ pub struct Engine {
     failed_entries: HashSet<VcpuKey>,
     /// Times the host showed a backing the ledger had not predicted.
     corrections: u64,
+    /// vCPU threads seen with someone else's affinity, as last reported.
+    drifting: HashSet<(VcpuKey, Vec<HartId>)>,
 }
 
 impl Engine {
@@ -60,6 +62,7 @@ impl Engine {
             config,
             failed_entries: HashSet::new(),
             corrections: 0,
+            drifting: HashSet::new(),
         };
         engine.metrics.refresh(&engine.status());
         engine
@@ -113,7 +116,7 @@ impl Engine {
     pub fn vm(&self, id: &VmId) -> Result<VmView, CoreError> {
         self.ledger
             .vm(id)
-            .map(|r| VmView::new(r, self.topology()))
+            .map(|r| VmView::new(r, self.topology(), &self.host.vcpu_threads(id)))
             .ok_or_else(|| CoreError::VmNotFound(id.clone()))
     }
 
@@ -122,7 +125,7 @@ impl Engine {
         let mut vms: Vec<VmView> = self
             .ledger
             .vms()
-            .map(|r| VmView::new(r, self.topology()))
+            .map(|r| VmView::new(r, self.topology(), &self.host.vcpu_threads(&r.id)))
             .collect();
         vms.sort_by(|a, b| a.vm.cmp(&b.vm));
         vms

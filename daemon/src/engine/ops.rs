@@ -1,6 +1,8 @@
 //! Every state change: validated by the core, recorded in the ledger,
 //! carried out on the host, then settled.
 
+use std::collections::HashSet;
+
 use tracing::{error, info, warn};
 
 use crate::core::ledger::Millis;
@@ -147,12 +149,67 @@ impl Engine {
         Ok(())
     }
 
-    /// Periodic work: notices harts going offline or online, then settles.
+    /// Finds the VMM's vCPU threads and pins them where the VM is placed.
+    pub fn attach(&mut self, id: &VmId, pid: u32) -> Result<VmView, EngineError> {
+        self.vm(id)?;
+        let tids = self.host.attach_vm(id, pid)?;
+        let found = tids.iter().filter(|t| t.is_some()).count();
+        info!(vm = %id, pid, vcpu_threads = found, "attached and pinned");
+        Ok(self.vm(id)?)
+    }
+
+    /// Periodic work: VMMs that exited, threads that drifted, harts going
+    /// offline or online; then settles.
     pub fn tick(&mut self, now: Millis) {
+        for id in self.host.exited_vms() {
+            info!(vm = %id, "its VMM exited");
+            if let Err(e) = self.release(&id, now) {
+                warn!(vm = %id, "releasing after the VMM exited: {e}");
+            }
+        }
+        self.report_drift();
         if self.host.refresh_topology() {
             self.hotplug(now);
         }
         self.settle(now);
+    }
+
+    /// Each drift is reported once (counted and logged), however long it
+    /// lasts, so a thread someone else owns does not flood the log.
+    fn report_drift(&mut self) {
+        let drifts = self.host.drifted();
+        let now_drifting: HashSet<(VcpuKey, Vec<HartId>)> = drifts
+            .iter()
+            .map(|d| {
+                (
+                    VcpuKey {
+                        vm: d.vm.clone(),
+                        vcpu: d.vcpu,
+                    },
+                    d.found.clone(),
+                )
+            })
+            .collect();
+        for d in &drifts {
+            let key = (
+                VcpuKey {
+                    vm: d.vm.clone(),
+                    vcpu: d.vcpu,
+                },
+                d.found.clone(),
+            );
+            if self.drifting.contains(&key) && !d.reapplied {
+                continue;
+            }
+            self.metrics.drift_detected();
+            let action = if d.reapplied {
+                "pinned it back"
+            } else {
+                "left it"
+            };
+            warn!(vm = %d.vm, vcpu = d.vcpu, tid = d.tid, want = d.want, found = ?d.found, "vCPU thread affinity changed by someone else; {action}");
+        }
+        self.drifting = now_drifting;
     }
 
     /// A hart that went offline is an involuntary drain: KVM already pushed

@@ -94,6 +94,8 @@ pub struct VcpuView {
     pub guest_imsic_gpa: u64,
     /// 0 while on MRIF or before the host reported the line.
     pub vsfile_hpa: u64,
+    /// The VMM's thread running this vCPU, once attached.
+    pub tid: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +162,7 @@ fn guest_imsic_gpa(vcpu: u32) -> u64 {
 }
 
 impl VmView {
-    pub fn new(record: &VmRecord, topology: &Topology) -> Self {
+    pub fn new(record: &VmRecord, topology: &Topology, tids: &[Option<u32>]) -> Self {
         let vcpus = record
             .vcpus
             .iter()
@@ -177,6 +179,7 @@ impl VmView {
                     line: v.line.filter(|_| v.backing == Backing::VsFile),
                     guest_imsic_gpa: guest_imsic_gpa(i as u32),
                     vsfile_hpa: hpa,
+                    tid: tids.get(i).copied().flatten(),
                 }
             })
             .collect();
@@ -219,6 +222,7 @@ impl VmView {
                     line: None,
                     guest_imsic_gpa: guest_imsic_gpa(i as u32),
                     vsfile_hpa: 0,
+                    tid: None,
                 })
                 .collect(),
         }

@@ -70,8 +70,43 @@ pub trait Host: Send {
     /// Lines KVM holds, per hart; `None` where the host cannot see them.
     fn held_vsfiles(&self) -> Option<Vec<u32>>;
 
+    /// Finds a running VMM's vCPU threads and pins each to its hart.
+    fn attach_vm(&mut self, vm: &VmId, pid: u32) -> Result<Vec<Option<u32>>, HostError> {
+        let _ = (vm, pid);
+        Err(HostError::Unsupported(self.kind()))
+    }
+
+    /// Thread id per vCPU, where known.
+    fn vcpu_threads(&self, vm: &VmId) -> Vec<Option<u32>> {
+        let _ = vm;
+        Vec::new()
+    }
+
+    /// VMs whose VMM process has exited since the last call.
+    fn exited_vms(&mut self) -> Vec<VmId> {
+        Vec::new()
+    }
+
+    /// vCPU threads found running where their placement does not allow
+    /// (someone else changed their affinity) since the last call.
+    fn drifted(&mut self) -> Vec<Drift> {
+        Vec::new()
+    }
+
     /// The simulated host, for tests and the simulation-only controls.
     fn sim(&mut self) -> Option<&mut sim::SimHost> {
         None
     }
+}
+
+/// A vCPU thread whose affinity someone else changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    pub vm: VmId,
+    pub vcpu: u32,
+    pub tid: u32,
+    pub want: HartId,
+    pub found: Vec<HartId>,
+    /// Whether ifad set it back (it stops after a few tries: never fight).
+    pub reapplied: bool,
 }

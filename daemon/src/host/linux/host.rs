@@ -1,0 +1,243 @@
+//! `Host` on a real RISC-V KVM host: the VMM runs the VM; ifad pins its
+//! vCPU threads, watches the process, and notices drift.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use tracing::warn;
+
+use crate::core::{AiaMode, HartId, Topology, VmId};
+use crate::host::linux::discover::{Discovered, discover};
+use crate::host::linux::{affinity, threads};
+use crate::host::{Drift, Host, HostError, Observed};
+
+/// How ifad answers a thread someone else re-pinned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriftPolicy {
+    /// Set it back, at most `MAX_REAPPLY` times per vCPU, then leave it.
+    Reapply,
+    /// Report it only.
+    Leave,
+}
+
+/// Times ifad re-pins one vCPU before it stops fighting whoever else sets
+/// its affinity (irqbalance issue #246).
+pub const MAX_REAPPLY: u32 = 3;
+
+struct Vmm {
+    pid: u32,
+    start_time: u64,
+    tids: Vec<Option<u32>>,
+}
+
+struct Vm {
+    harts: Vec<HartId>,
+    vmm: Option<Vmm>,
+    reapplied: Vec<u32>,
+}
+
+pub struct LinuxHost {
+    root: PathBuf,
+    proc_root: PathBuf,
+    max_files: Option<u8>,
+    topology: Topology,
+    patterns: Vec<String>,
+    drift_policy: DriftPolicy,
+    vms: HashMap<VmId, Vm>,
+}
+
+pub struct LinuxConfig {
+    /// Where discovery reads /sys, /proc/cpuinfo and dmesg.txt (`/` live).
+    pub root: PathBuf,
+    /// The procfs holding the VMM processes (`/proc`).
+    pub proc_root: PathBuf,
+    pub max_files: Option<u8>,
+    pub patterns: Vec<String>,
+    pub drift_policy: DriftPolicy,
+}
+
+impl LinuxHost {
+    pub fn new(config: LinuxConfig, found: Discovered) -> Self {
+        LinuxHost {
+            root: config.root,
+            proc_root: config.proc_root,
+            max_files: config.max_files,
+            topology: found.topology,
+            patterns: config.patterns,
+            drift_policy: config.drift_policy,
+            vms: HashMap::new(),
+        }
+    }
+
+    fn vm(&mut self, vm: &VmId) -> Result<&mut Vm, HostError> {
+        self.vms.get_mut(vm).ok_or_else(|| HostError::Vm {
+            vm: vm.clone(),
+            reason: "not placed on this host".into(),
+        })
+    }
+}
+
+fn pin(vm: &VmId, vcpu: usize, tid: u32, hart: HartId) -> Result<(), HostError> {
+    affinity::set(tid, &[hart]).map_err(|e| HostError::Vm {
+        vm: vm.clone(),
+        reason: format!("sched_setaffinity(vcpu {vcpu} thread {tid}, hart {hart}): {e}"),
+    })
+}
+
+impl Host for LinuxHost {
+    fn kind(&self) -> &'static str {
+        "linux"
+    }
+
+    fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    fn refresh_topology(&mut self) -> bool {
+        match discover(&self.root, self.max_files) {
+            Ok(found) if found.topology != self.topology => {
+                self.topology = found.topology;
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                warn!("re-reading the host: {e}");
+                false
+            }
+        }
+    }
+
+    fn create_vm(&mut self, vm: &VmId, _mode: AiaMode, harts: &[HartId]) -> Result<(), HostError> {
+        self.vms.insert(
+            vm.clone(),
+            Vm {
+                harts: harts.to_vec(),
+                vmm: None,
+                reapplied: vec![0; harts.len()],
+            },
+        );
+        Ok(())
+    }
+
+    fn resume_vm(&mut self, _vm: &VmId) -> Result<(), HostError> {
+        // The orchestrator resumes the VMM once the VM reports ready.
+        Ok(())
+    }
+
+    fn pin_vcpu(&mut self, vm: &VmId, vcpu: u32, hart: HartId) -> Result<(), HostError> {
+        let id = vm.clone();
+        let v = self.vm(vm)?;
+        if let Some(h) = v.harts.get_mut(vcpu as usize) {
+            *h = hart;
+        }
+        match v
+            .vmm
+            .as_ref()
+            .and_then(|m| m.tids.get(vcpu as usize).copied().flatten())
+        {
+            Some(tid) => pin(&id, vcpu as usize, tid, hart),
+            None => Ok(()),
+        }
+    }
+
+    fn release_vm(&mut self, vm: &VmId) -> Result<(), HostError> {
+        self.vms.remove(vm);
+        Ok(())
+    }
+
+    fn settle(&mut self) {}
+
+    /// Which line KVM gave is not visible without the kprobe observer.
+    fn observe(&self, vm: &VmId) -> Vec<Observed> {
+        vec![Observed::Unknown; self.vms.get(vm).map_or(0, |v| v.harts.len())]
+    }
+
+    fn held_vsfiles(&self) -> Option<Vec<u32>> {
+        None
+    }
+
+    fn attach_vm(&mut self, vm: &VmId, pid: u32) -> Result<Vec<Option<u32>>, HostError> {
+        let proc_root = self.proc_root.clone();
+        let patterns = self.patterns.clone();
+        let id = vm.clone();
+        let v = self.vm(vm)?;
+        let err = |reason: String| HostError::Vm {
+            vm: id.clone(),
+            reason,
+        };
+        let start_time =
+            threads::start_time(&proc_root, pid).ok_or_else(|| err(format!("no process {pid}")))?;
+        let tids = threads::vcpu_threads(&proc_root, pid, v.harts.len(), &patterns)
+            .map_err(|e| err(format!("/proc/{pid}/task: {e}")))?;
+        if tids.iter().all(Option::is_none) {
+            return Err(err(format!(
+                "process {pid} has no vCPU threads named like {}",
+                patterns.join(", ")
+            )));
+        }
+        for (vcpu, (tid, &hart)) in tids.iter().zip(&v.harts).enumerate() {
+            if let Some(tid) = tid {
+                pin(&id, vcpu, *tid, hart)?;
+            }
+        }
+        v.vmm = Some(Vmm {
+            pid,
+            start_time,
+            tids: tids.clone(),
+        });
+        Ok(tids)
+    }
+
+    fn vcpu_threads(&self, vm: &VmId) -> Vec<Option<u32>> {
+        self.vms
+            .get(vm)
+            .and_then(|v| v.vmm.as_ref())
+            .map(|m| m.tids.clone())
+            .unwrap_or_default()
+    }
+
+    fn exited_vms(&mut self) -> Vec<VmId> {
+        let proc_root = &self.proc_root;
+        self.vms
+            .iter()
+            .filter_map(|(id, v)| {
+                let m = v.vmm.as_ref()?;
+                let alive = threads::start_time(proc_root, m.pid) == Some(m.start_time);
+                (!alive).then(|| id.clone())
+            })
+            .collect()
+    }
+
+    fn drifted(&mut self) -> Vec<Drift> {
+        let mut out = Vec::new();
+        let policy = self.drift_policy;
+        for (id, v) in &mut self.vms {
+            let Some(m) = &v.vmm else { continue };
+            for (vcpu, (tid, &want)) in m.tids.iter().zip(&v.harts).enumerate() {
+                let Some(tid) = *tid else { continue };
+                let Ok(found) = affinity::get(tid) else {
+                    continue;
+                };
+                if found == [want] {
+                    continue;
+                }
+                let tries = &mut v.reapplied[vcpu];
+                let reapplied = policy == DriftPolicy::Reapply
+                    && *tries < MAX_REAPPLY
+                    && affinity::set(tid, &[want]).is_ok();
+                if reapplied {
+                    *tries += 1;
+                }
+                out.push(Drift {
+                    vm: id.clone(),
+                    vcpu: vcpu as u32,
+                    tid,
+                    want,
+                    found,
+                    reapplied,
+                });
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,157 @@
+//! The Linux backend on this machine's real kernel: discovery from a
+//! captured RISC-V host (--host-root), and a VMM stand-in started by the
+//! test whose `CPU <n>/KVM` threads get attached, pinned, watched for drift
+//! and released when it exits.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ifa_e2e::{Daemon, bin};
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+use nix::unistd::Pid;
+
+fn fixture(name: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../daemon/tests/fixtures/hosts")
+        .join(name);
+    p.to_str().unwrap().to_string()
+}
+
+/// A fake VMM with `vcpus` threads, stopped (killed) on drop.
+struct Vmm(Child);
+
+impl Vmm {
+    fn start(vcpus: u32) -> Vmm {
+        // Our own package's binary: cargo builds it for this test.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fake-vmm"))
+            .arg(vcpus.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        Vmm(child)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Vmm {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn affinity(tid: u64) -> Vec<usize> {
+    let set = sched_getaffinity(Pid::from_raw(tid as i32)).unwrap();
+    (0..CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap())
+        .collect()
+}
+
+/// Polls `check` every 100 ms for at most `secs` seconds.
+fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn host_root_discovers_the_captured_host() {
+    let d = Daemon::start(&["--host-root", &fixture("qemu-virt-aia5")]);
+    let s = d.json("status");
+    assert_eq!(s["host"], "linux");
+    assert_eq!(s["harts"], 4);
+    assert_eq!(s["vsfiles"]["total"], 20);
+    assert!(
+        d.log().contains("discovered 4 harts from the device tree"),
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn a_host_without_aia_is_refused_with_the_reason() {
+    let mut cmd = Command::new(bin("ifad"));
+    cmd.args([
+        "--host-root",
+        &fixture("qemu-virt-noaia"),
+        "--metrics-listen",
+        "off",
+    ]);
+    let out = ifa_e2e::Ctl::run(cmd);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("no AIA"), "{out:?}");
+}
+
+#[test]
+fn attach_pins_real_threads_reapplies_on_drift_and_releases_on_exit() {
+    // This machine may have only 2 CPUs: keep the VM on harts 0 and 1.
+    let d = Daemon::start(&["--host-root", &fixture("qemu-virt-aia5")]);
+    d.json("place --vm a --vcpus 2 --class burstable --harts 0-1");
+    let vmm = Vmm::start(2);
+    let vm = d.json(&format!("attach --vm a --pid {}", vmm.pid()));
+    let vcpus = vm["vcpus"].as_array().unwrap().clone();
+    for v in &vcpus {
+        let tid = v["tid"].as_u64().expect("attached thread id");
+        let hart = v["hart"].as_u64().unwrap() as usize;
+        assert_eq!(affinity(tid), [hart], "the kernel says where it may run");
+    }
+    assert_eq!(d.json("vm a"), vm, "vm shows the thread ids");
+
+    // Someone else widens vCPU 0's affinity: ifad pins it back.
+    let tid = vcpus[0]["tid"].as_u64().unwrap();
+    let hart = vcpus[0]["hart"].as_u64().unwrap() as usize;
+    let mut all = CpuSet::new();
+    all.set(0).unwrap();
+    all.set(1).unwrap();
+    sched_setaffinity(Pid::from_raw(tid as i32), &all).unwrap();
+    assert!(eventually(10, || affinity(tid) == [hart]), "re-pinned");
+    let body = ifa_e2e::http_get(d.metrics.unwrap(), "/metrics");
+    assert!(body.contains("ifad_drift_detected_total 1"), "{body}");
+    assert!(
+        d.log()
+            .contains("affinity changed by someone else; pinned it back")
+    );
+
+    // The VMM exits: its VM is released.
+    drop(vmm);
+    assert!(
+        eventually(10, || d.ctl("vm a").code == 2),
+        "released after the VMM exited:\n{}",
+        d.log()
+    );
+    assert!(d.log().contains("its VMM exited"));
+}
+
+#[test]
+fn attach_refuses_what_it_cannot_do() {
+    let d = Daemon::start(&["--host-root", &fixture("qemu-virt-aia5")]);
+    d.json("place --vm a --vcpus 1 --class burstable --harts 0");
+    // This test process has no thread named like a vCPU.
+    let line = d
+        .ctl(&format!("attach --vm a --pid {}", std::process::id()))
+        .fails(1);
+    assert!(line.contains("no vCPU threads named like"), "{line}");
+    let line = d.ctl("attach --vm ghost --pid 1").fails(2);
+    assert!(line.contains("ghost is not placed"), "{line}");
+    let sim = Daemon::simulate("harts=2,files=5");
+    sim.json("place --vm a --vcpus 1 --class burstable");
+    let line = sim
+        .ctl(&format!("attach --vm a --pid {}", std::process::id()))
+        .fails(1);
+    assert!(line.contains("cannot do that"), "{line}");
+}
