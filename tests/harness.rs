@@ -233,3 +233,30 @@ pub fn http_get(addr: SocketAddr, path: &str) -> String {
         .read_to_string()
         .expect("body")
 }
+
+/// A captured RISC-V host from daemon/tests/fixtures/hosts.
+pub fn host_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../daemon/tests/fixtures/hosts")
+        .join(name)
+}
+
+/// A copy of a captured host in a temporary directory, to edit into a
+/// derived host.
+pub fn derived_host(name: &str) -> tempfile::TempDir {
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let dest = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_tree(&entry.path(), &dest);
+            } else {
+                std::fs::copy(entry.path(), dest).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&host_fixture(name), dir.path());
+    dir
+}

@@ -4,7 +4,6 @@
 //! and released when it exits.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,10 +12,7 @@ use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
 
 fn fixture(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../daemon/tests/fixtures/hosts")
-        .join(name);
-    p.to_str().unwrap().to_string()
+    ifa_e2e::host_fixture(name).to_str().unwrap().to_string()
 }
 
 /// A fake VMM with `vcpus` threads, stopped (killed) on drop.
@@ -154,4 +150,43 @@ fn attach_refuses_what_it_cannot_do() {
         .ctl(&format!("attach --vm a --pid {}", std::process::id()))
         .fails(1);
     assert!(line.contains("cannot do that"), "{line}");
+}
+
+#[test]
+fn device_irqs_follow_the_vcpus_harts() {
+    // Derived host: device 0000:01:00.0 with MSI-X IRQs 40 and 41, both
+    // affine to CPU 3 before placement.
+    let host = ifa_e2e::derived_host("qemu-virt-aia5");
+    let root = host.path();
+    for irq in [40, 41] {
+        std::fs::create_dir_all(root.join("sys/bus/pci/devices/0000:01:00.0/msi_irqs")).unwrap();
+        std::fs::write(
+            root.join(format!("sys/bus/pci/devices/0000:01:00.0/msi_irqs/{irq}")),
+            "msix",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join(format!("proc/irq/{irq}"))).unwrap();
+        std::fs::write(
+            root.join(format!("proc/irq/{irq}/smp_affinity_list")),
+            "3\n",
+        )
+        .unwrap();
+    }
+    let d = Daemon::start(&["--host-root", root.to_str().unwrap()]);
+    let vm = d.json("place --vm d --vcpus 2 --class burstable --harts 1-2 --device 01:00.0");
+    let harts: Vec<String> = vm["vcpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["hart"].to_string())
+        .collect();
+    let read = |irq: u32| {
+        std::fs::read_to_string(root.join(format!("proc/irq/{irq}/smp_affinity_list"))).unwrap()
+    };
+    assert_eq!(read(40), harts[0]);
+    assert_eq!(read(41), harts[1]);
+    // A vCPU migrates: the IRQ that followed it moves too.
+    let other = if harts[0] == "1" { 2 } else { 1 };
+    d.json(&format!("migrate --vm d --vcpu 0 --hart {other}"));
+    assert_eq!(read(40), other.to_string());
 }

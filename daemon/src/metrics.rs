@@ -33,6 +33,7 @@ pub struct Metrics {
     hwaccel_entry_failures: IntCounter,
     ledger_corrections: IntCounter,
     drift: IntCounter,
+    irq_errors: IntCounterVec,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
@@ -134,6 +135,12 @@ impl Metrics {
                 "ifad_drift_detected_total",
                 "vCPU threads found pinned where their placement does not allow.",
             ),
+            irq_errors: counter_vec(
+                &r,
+                "ifad_irq_steering_errors_total",
+                "Device IRQ moves that failed, by class (transient, target_full, permanent).",
+                &["class"],
+            ),
             registry: r,
         };
         // Export every series from the start, so rate() works from zero.
@@ -145,6 +152,9 @@ impl Metrics {
         m.mrif_fallbacks
             .with_label_values(&[FALLBACK_NO_FREE_VSFILE]);
         m.mrif_fallbacks.with_label_values(&[FALLBACK_DEMOTED]);
+        for class in ["transient", "target_full", "permanent"] {
+            m.irq_errors.with_label_values(&[class]);
+        }
         m
     }
 
@@ -198,6 +208,10 @@ impl Metrics {
 
     pub fn hwaccel_entry_failed(&self) {
         self.hwaccel_entry_failures.inc();
+    }
+
+    pub fn irq_steering_failed(&self, class: &str) {
+        self.irq_errors.with_label_values(&[class]).inc();
     }
 
     pub fn drift_detected(&self) {

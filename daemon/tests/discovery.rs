@@ -2,35 +2,11 @@
 //! (tests/fixtures/hosts) and hosts derived from them by editing copies.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ifad::host::linux::discover::{DiscoverError, Source, discover};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/hosts")
-        .join(name)
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &dest);
-        } else {
-            fs::copy(entry.path(), dest).unwrap();
-        }
-    }
-}
-
-/// A copy of a captured host to edit.
-fn derived(name: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_tree(&fixture(name), dir.path());
-    dir
-}
+use ifa_e2e::{derived_host as derived, host_fixture as fixture};
 
 fn files(root: &Path) -> Vec<u8> {
     let d = discover(root, None).unwrap();

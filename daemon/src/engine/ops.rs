@@ -33,7 +33,7 @@ impl Engine {
         let placement = self.plan(&spec)?;
         let harts: Vec<HartId> = placement.vcpus.iter().map(|a| a.0).collect();
         self.host
-            .create_vm(&spec.vm, spec.class.aia_mode(), &harts)
+            .create_vm(&spec.vm, spec.class.aia_mode(), &harts, &spec.devices)
             .inspect_err(|_| {
                 // Undo whatever part the host took, so a refusal changes nothing.
                 let _ = self.host.release_vm(&spec.vm);
@@ -168,6 +168,11 @@ impl Engine {
             }
         }
         self.report_drift();
+        self.host.maintain();
+        for f in self.host.irq_failures() {
+            self.metrics.irq_steering_failed(f.class);
+            warn!(vm = %f.vm, irq = f.irq, hart = f.hart, class = f.class, "moving a device IRQ failed: {}", f.error);
+        }
         if self.host.refresh_topology() {
             self.hotplug(now);
         }

@@ -6,7 +6,7 @@ pub mod detect;
 pub mod linux;
 pub mod sim;
 
-use crate::core::{AiaMode, HartId, Topology, VmId};
+use crate::core::{AiaMode, Bdf, HartId, Topology, VmId};
 
 /// What the host shows of one vCPU's interrupt file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +49,15 @@ pub trait Host: Send {
     /// Takes on a VM whose VMM was started paused: its AIA mode, and each
     /// vCPU (index = position in `harts`) affine to exactly one hart. The
     /// VM runs only after `resume_vm`.
-    fn create_vm(&mut self, vm: &VmId, mode: AiaMode, harts: &[HartId]) -> Result<(), HostError>;
+    /// `devices` are its assigned PCI devices, whose host IRQs follow the
+    /// vCPUs' harts.
+    fn create_vm(
+        &mut self,
+        vm: &VmId,
+        mode: AiaMode,
+        harts: &[HartId],
+        devices: &[Bdf],
+    ) -> Result<(), HostError>;
 
     /// Lets a created VM run.
     fn resume_vm(&mut self, vm: &VmId) -> Result<(), HostError>;
@@ -93,10 +101,29 @@ pub trait Host: Send {
         Vec::new()
     }
 
+    /// Periodic upkeep: retries of IRQ moves that failed for a while.
+    fn maintain(&mut self) {}
+
+    /// IRQ steering failures since the last call.
+    fn irq_failures(&mut self) -> Vec<IrqFailure> {
+        Vec::new()
+    }
+
     /// The simulated host, for tests and the simulation-only controls.
     fn sim(&mut self) -> Option<&mut sim::SimHost> {
         None
     }
+}
+
+/// A device IRQ that could not be moved where its VM's vCPUs run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IrqFailure {
+    pub vm: VmId,
+    pub irq: u32,
+    pub hart: HartId,
+    /// "transient", "target_full" or "permanent" (no longer managed).
+    pub class: &'static str,
+    pub error: String,
 }
 
 /// A vCPU thread whose affinity someone else changed.

@@ -6,10 +6,12 @@ use std::path::PathBuf;
 
 use tracing::warn;
 
-use crate::core::{AiaMode, HartId, Topology, VmId};
+use crate::clock::Clock;
+use crate::core::{AiaMode, Bdf, HartId, Topology, VmId};
 use crate::host::linux::discover::{Discovered, discover};
+use crate::host::linux::irq::{Outcome, RealFs, Steering};
 use crate::host::linux::{affinity, threads};
-use crate::host::{Drift, Host, HostError, Observed};
+use crate::host::{Drift, Host, HostError, IrqFailure, Observed};
 
 /// How ifad answers a thread someone else re-pinned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +34,7 @@ struct Vmm {
 
 struct Vm {
     harts: Vec<HartId>,
+    devices: Vec<Bdf>,
     vmm: Option<Vmm>,
     reapplied: Vec<u32>,
 }
@@ -44,6 +47,9 @@ pub struct LinuxHost {
     patterns: Vec<String>,
     drift_policy: DriftPolicy,
     vms: HashMap<VmId, Vm>,
+    steering: Steering,
+    irq_failures: Vec<IrqFailure>,
+    clock: Clock,
 }
 
 pub struct LinuxConfig {
@@ -59,6 +65,9 @@ pub struct LinuxConfig {
 impl LinuxHost {
     pub fn new(config: LinuxConfig, found: Discovered) -> Self {
         LinuxHost {
+            steering: Steering::new(config.root.clone(), Box::new(RealFs)),
+            irq_failures: Vec::new(),
+            clock: Clock::start(),
             root: config.root,
             proc_root: config.proc_root,
             max_files: config.max_files,
@@ -66,6 +75,38 @@ impl LinuxHost {
             patterns: config.patterns,
             drift_policy: config.drift_policy,
             vms: HashMap::new(),
+        }
+    }
+
+    /// Points the VM's device IRQs at its vCPUs' harts.
+    fn steer(&mut self, id: &VmId) {
+        let Some(v) = self.vms.get(id) else { return };
+        if v.devices.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        let irqs: Vec<u32> = v
+            .devices
+            .iter()
+            .flat_map(|d| self.steering.device_irqs(d))
+            .collect();
+        let harts = v.harts.clone();
+        for outcome in self.steering.steer(&irqs, &harts, now) {
+            if let Outcome::Failed {
+                irq,
+                hart,
+                class,
+                error,
+            } = outcome
+            {
+                self.irq_failures.push(IrqFailure {
+                    vm: id.clone(),
+                    irq,
+                    hart,
+                    class: class.as_str(),
+                    error,
+                });
+            }
         }
     }
 
@@ -107,15 +148,23 @@ impl Host for LinuxHost {
         }
     }
 
-    fn create_vm(&mut self, vm: &VmId, _mode: AiaMode, harts: &[HartId]) -> Result<(), HostError> {
+    fn create_vm(
+        &mut self,
+        vm: &VmId,
+        _mode: AiaMode,
+        harts: &[HartId],
+        devices: &[Bdf],
+    ) -> Result<(), HostError> {
         self.vms.insert(
             vm.clone(),
             Vm {
                 harts: harts.to_vec(),
+                devices: devices.to_vec(),
                 vmm: None,
                 reapplied: vec![0; harts.len()],
             },
         );
+        self.steer(vm);
         Ok(())
     }
 
@@ -130,11 +179,12 @@ impl Host for LinuxHost {
         if let Some(h) = v.harts.get_mut(vcpu as usize) {
             *h = hart;
         }
-        match v
+        let tid = v
             .vmm
             .as_ref()
-            .and_then(|m| m.tids.get(vcpu as usize).copied().flatten())
-        {
+            .and_then(|m| m.tids.get(vcpu as usize).copied().flatten());
+        self.steer(&id);
+        match tid {
             Some(tid) => pin(&id, vcpu as usize, tid, hart),
             None => Ok(()),
         }
@@ -185,6 +235,7 @@ impl Host for LinuxHost {
             start_time,
             tids: tids.clone(),
         });
+        self.steer(&id);
         Ok(tids)
     }
 
@@ -206,6 +257,17 @@ impl Host for LinuxHost {
                 (!alive).then(|| id.clone())
             })
             .collect()
+    }
+
+    fn maintain(&mut self) {
+        let ids: Vec<VmId> = self.vms.keys().cloned().collect();
+        for id in ids {
+            self.steer(&id);
+        }
+    }
+
+    fn irq_failures(&mut self) -> Vec<IrqFailure> {
+        std::mem::take(&mut self.irq_failures)
     }
 
     fn drifted(&mut self) -> Vec<Drift> {

@@ -6,6 +6,7 @@ pub mod cpulist;
 pub mod devicetree;
 pub mod discover;
 pub mod host;
+pub mod irq;
 pub mod threads;
 
 pub use host::{DriftPolicy, LinuxConfig, LinuxHost};

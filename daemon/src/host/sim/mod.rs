@@ -7,7 +7,7 @@ pub mod spec;
 
 use std::collections::HashMap;
 
-use crate::core::{AiaMode, HartId, Topology, VmId};
+use crate::core::{AiaMode, Bdf, HartId, Topology, VmId};
 use crate::host::{Host, HostError, Observed};
 use kvm::{Entry, KvmError, SimKvm, VmHandle};
 pub use spec::SimSpec;
@@ -89,7 +89,13 @@ impl Host for SimHost {
         std::mem::take(&mut self.topology_changed)
     }
 
-    fn create_vm(&mut self, vm: &VmId, mode: AiaMode, harts: &[HartId]) -> Result<(), HostError> {
+    fn create_vm(
+        &mut self,
+        vm: &VmId,
+        mode: AiaMode,
+        harts: &[HartId],
+        _devices: &[Bdf],
+    ) -> Result<(), HostError> {
         let h = self
             .kvm
             .create_vm(mode, harts.len())

@@ -1,0 +1,230 @@
+//! Host IRQs of assigned devices follow their VM's vCPUs: read the current
+//! affinity first and skip equal writes, write only online harts, read back
+//! the effective affinity, and classify failures as irqbalance's activate.c
+//! does. Every path is under a root; file access goes through `IrqFs` so
+//! tests can make the kernel answer EBUSY or ENOSPC.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+
+use crate::core::ledger::Millis;
+use crate::core::{Bdf, HartId};
+use crate::host::linux::cpulist;
+
+/// Reads and writes the files that steer IRQs.
+pub trait IrqFs: Send {
+    fn read(&self, path: &Path) -> io::Result<String>;
+    fn write(&self, path: &Path, data: &str) -> io::Result<()>;
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+}
+
+/// The real /proc and /sys under a root.
+pub struct RealFs;
+
+impl IrqFs for RealFs {
+    fn read(&self, path: &Path) -> io::Result<String> {
+        fs::read_to_string(path)
+    }
+
+    fn write(&self, path: &Path, data: &str) -> io::Result<()> {
+        fs::write(path, data)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect()
+    }
+}
+
+/// How a failed write is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// EBUSY (a move still in flight), EAGAIN, EINVAL, ERANGE, ENOMEM: retry
+    /// later, with backoff.
+    Transient,
+    /// ENOSPC: no vector left on that hart; place the IRQ elsewhere.
+    TargetFull,
+    /// Anything else: stop managing the IRQ and say so once.
+    Permanent,
+}
+
+impl ErrorClass {
+    pub fn of(e: &io::Error) -> ErrorClass {
+        match e.raw_os_error().map(Errno::from_raw) {
+            Some(Errno::EBUSY | Errno::EAGAIN | Errno::EINVAL | Errno::ERANGE | Errno::ENOMEM) => {
+                ErrorClass::Transient
+            }
+            Some(Errno::ENOSPC) => ErrorClass::TargetFull,
+            _ => ErrorClass::Permanent,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::TargetFull => "target_full",
+            ErrorClass::Permanent => "permanent",
+        }
+    }
+}
+
+/// What one steering attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Already there: nothing written.
+    Unchanged { irq: u32, hart: HartId },
+    Moved {
+        irq: u32,
+        hart: HartId,
+        effective: Vec<HartId>,
+    },
+    Failed {
+        irq: u32,
+        hart: HartId,
+        class: ErrorClass,
+        error: String,
+    },
+    /// Given up earlier (permanent error), or waiting out a backoff.
+    Skipped { irq: u32 },
+}
+
+/// The host IRQs of a PCI device: its msi_irqs directory, else the
+/// `vfio-msi(x)[..](BDF)` lines of /proc/interrupts.
+pub fn device_irqs(fs: &dyn IrqFs, root: &Path, bdf: &Bdf) -> Vec<u32> {
+    let dir = root.join(format!("sys/bus/pci/devices/{bdf}/msi_irqs"));
+    if let Ok(names) = fs.list(&dir) {
+        let mut irqs: Vec<u32> = names.iter().filter_map(|n| n.parse().ok()).collect();
+        irqs.sort_unstable();
+        if !irqs.is_empty() {
+            return irqs;
+        }
+    }
+    let needle = format!("({bdf})");
+    fs.read(&root.join("proc/interrupts"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("vfio-msi") && l.contains(&needle))
+        .filter_map(|l| l.split(':').next()?.trim().parse().ok())
+        .collect()
+}
+
+#[derive(Debug, Default)]
+struct IrqState {
+    /// The hart ifad last put it on; it is not written again for the same
+    /// hart, so whoever else moves it afterwards is not fought.
+    applied: Option<HartId>,
+    /// Permanent failure: no longer managed.
+    abandoned: bool,
+    failures: u32,
+    retry_at: Millis,
+}
+
+/// Longest wait between retries of a transiently failing IRQ.
+const MAX_BACKOFF: Millis = 30_000;
+const FIRST_BACKOFF: Millis = 500;
+
+/// Steers IRQs and remembers which failed, how, and until when to wait.
+pub struct Steering {
+    root: PathBuf,
+    fs: Box<dyn IrqFs>,
+    irqs: HashMap<u32, IrqState>,
+    /// Harts that answered ENOSPC: no more IRQs go there.
+    full: Vec<HartId>,
+}
+
+impl Steering {
+    pub fn new(root: PathBuf, fs: Box<dyn IrqFs>) -> Self {
+        Steering {
+            root,
+            fs,
+            irqs: HashMap::new(),
+            full: Vec::new(),
+        }
+    }
+
+    pub fn device_irqs(&self, bdf: &Bdf) -> Vec<u32> {
+        device_irqs(self.fs.as_ref(), &self.root, bdf)
+    }
+
+    /// Points `irqs` at `harts` round-robin (vector i to hart i mod n) where that
+    /// changes where ifad last put them or retries a failure that is due,
+    /// skipping harts that ran out of vectors.
+    pub fn steer(&mut self, irqs: &[u32], harts: &[HartId], now: Millis) -> Vec<Outcome> {
+        let usable: Vec<HartId> = harts
+            .iter()
+            .copied()
+            .filter(|h| !self.full.contains(h))
+            .collect();
+        let targets = if usable.is_empty() { harts } else { &usable };
+        if targets.is_empty() {
+            return Vec::new();
+        }
+        irqs.iter()
+            .enumerate()
+            .map(|(i, &irq)| self.steer_one(irq, targets[i % targets.len()], now))
+            .collect()
+    }
+
+    fn steer_one(&mut self, irq: u32, hart: HartId, now: Millis) -> Outcome {
+        let state = self.irqs.entry(irq).or_default();
+        if state.abandoned || now < state.retry_at || state.applied == Some(hart) {
+            return Outcome::Skipped { irq };
+        }
+        let dir = self.root.join(format!("proc/irq/{irq}"));
+        let want = hart.to_string();
+        let current = self.fs.read(&dir.join("smp_affinity_list")).ok();
+        if current.as_deref().and_then(cpulist::parse) == Some(vec![hart]) {
+            state.failures = 0;
+            state.applied = Some(hart);
+            return Outcome::Unchanged { irq, hart };
+        }
+        match self.fs.write(&dir.join("smp_affinity_list"), &want) {
+            Ok(()) => {
+                state.failures = 0;
+                state.applied = Some(hart);
+                let effective = self
+                    .fs
+                    .read(&dir.join("effective_affinity_list"))
+                    .ok()
+                    .and_then(|s| cpulist::parse(&s))
+                    .unwrap_or_default();
+                Outcome::Moved {
+                    irq,
+                    hart,
+                    effective,
+                }
+            }
+            Err(e) => {
+                let class = ErrorClass::of(&e);
+                match class {
+                    ErrorClass::Transient => {
+                        state.failures += 1;
+                        let wait = FIRST_BACKOFF << state.failures.min(6);
+                        state.retry_at = now + wait.min(MAX_BACKOFF);
+                    }
+                    ErrorClass::TargetFull => {
+                        if !self.full.contains(&hart) {
+                            self.full.push(hart);
+                        }
+                    }
+                    ErrorClass::Permanent => state.abandoned = true,
+                }
+                Outcome::Failed {
+                    irq,
+                    hart,
+                    class,
+                    error: e.to_string(),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "irq_tests.rs"]
+mod tests;

@@ -1,0 +1,221 @@
+use std::sync::{Arc, Mutex};
+
+use super::*;
+
+/// Files in memory; a write to a path listed in `fail` returns that errno.
+#[derive(Clone, Default)]
+struct FakeFs {
+    files: Arc<Mutex<HashMap<PathBuf, String>>>,
+    fail: Arc<Mutex<HashMap<PathBuf, Errno>>>,
+    writes: Arc<Mutex<u32>>,
+}
+
+impl FakeFs {
+    fn with(files: &[(&str, &str)]) -> Self {
+        let fs = FakeFs::default();
+        for (p, c) in files {
+            fs.files
+                .lock()
+                .unwrap()
+                .insert(PathBuf::from("/r").join(p), c.to_string());
+        }
+        fs
+    }
+}
+
+impl IrqFs for FakeFs {
+    fn read(&self, path: &Path) -> io::Result<String> {
+        self.files
+            .lock()
+            .unwrap()
+            .get(path)
+            .cloned()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    fn write(&self, path: &Path, data: &str) -> io::Result<()> {
+        *self.writes.lock().unwrap() += 1;
+        if let Some(e) = self.fail.lock().unwrap().get(path) {
+            return Err(io::Error::from_raw_os_error(*e as i32));
+        }
+        let mut files = self.files.lock().unwrap();
+        files.insert(path.to_path_buf(), format!("{data}\n"));
+        // IMSIC moves an IRQ to exactly the one CPU asked for.
+        let eff = path.with_file_name("effective_affinity_list");
+        files.insert(eff, format!("{data}\n"));
+        Ok(())
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let files = self.files.lock().unwrap();
+        let names: Vec<String> = files
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        if names.is_empty() {
+            Err(io::Error::from(io::ErrorKind::NotFound))
+        } else {
+            Ok(names)
+        }
+    }
+}
+
+fn bdf(s: &str) -> Bdf {
+    s.parse().unwrap()
+}
+
+#[test]
+fn finds_irqs_in_msi_irqs_or_proc_interrupts() {
+    let fs = FakeFs::with(&[
+        ("sys/bus/pci/devices/0000:01:00.0/msi_irqs/41", "msix"),
+        ("sys/bus/pci/devices/0000:01:00.0/msi_irqs/40", "msix"),
+        (
+            "proc/interrupts",
+            "  52:   0   0  IMSIC-PCI  1 Edge  vfio-msix[0](0000:02:00.0)\n  53:   0   0  IMSIC-PCI  2 Edge  vfio-msix[1](0000:02:00.0)\n  54:   0   0  IMSIC-PCI  3 Edge  eth0\n",
+        ),
+    ]);
+    let root = Path::new("/r");
+    assert_eq!(device_irqs(&fs, root, &bdf("01:00.0")), [40, 41]);
+    assert_eq!(device_irqs(&fs, root, &bdf("02:00.0")), [52, 53]);
+    assert!(device_irqs(&fs, root, &bdf("03:00.0")).is_empty());
+}
+
+#[test]
+fn reads_before_writing_and_reads_back_the_effective_affinity() {
+    let fs = FakeFs::with(&[
+        ("proc/irq/40/smp_affinity_list", "0-3\n"),
+        ("proc/irq/41/smp_affinity_list", "2\n"),
+    ]);
+    let mut s = Steering::new("/r".into(), Box::new(fs.clone()));
+    let out = s.steer(&[40, 41], &[1, 2], 0);
+    assert_eq!(
+        out[0],
+        Outcome::Moved {
+            irq: 40,
+            hart: 1,
+            effective: vec![1]
+        }
+    );
+    assert_eq!(out[1], Outcome::Unchanged { irq: 41, hart: 2 });
+    assert_eq!(
+        *fs.writes.lock().unwrap(),
+        1,
+        "equal affinity is not rewritten"
+    );
+}
+
+#[test]
+fn classifies_errors_like_irqbalance() {
+    for (errno, class) in [
+        (Errno::EBUSY, ErrorClass::Transient),
+        (Errno::EINVAL, ErrorClass::Transient),
+        (Errno::ENOMEM, ErrorClass::Transient),
+        (Errno::ENOSPC, ErrorClass::TargetFull),
+        (Errno::EIO, ErrorClass::Permanent),
+        (Errno::EPERM, ErrorClass::Permanent),
+    ] {
+        assert_eq!(
+            ErrorClass::of(&io::Error::from_raw_os_error(errno as i32)),
+            class,
+            "{errno}"
+        );
+    }
+}
+
+#[test]
+fn transient_failures_back_off_and_then_succeed() {
+    let fs = FakeFs::with(&[("proc/irq/40/smp_affinity_list", "0\n")]);
+    let path = PathBuf::from("/r/proc/irq/40/smp_affinity_list");
+    fs.fail.lock().unwrap().insert(path.clone(), Errno::EBUSY);
+    let mut s = Steering::new("/r".into(), Box::new(fs.clone()));
+    assert!(matches!(
+        s.steer(&[40], &[1], 0)[0],
+        Outcome::Failed {
+            class: ErrorClass::Transient,
+            ..
+        }
+    ));
+    assert_eq!(
+        s.steer(&[40], &[1], 100)[0],
+        Outcome::Skipped { irq: 40 },
+        "waits out the backoff"
+    );
+    fs.fail.lock().unwrap().clear();
+    assert!(matches!(
+        s.steer(&[40], &[1], 5_000)[0],
+        Outcome::Moved { .. }
+    ));
+}
+
+#[test]
+fn enospc_marks_the_hart_full_and_later_irqs_go_elsewhere() {
+    let fs = FakeFs::with(&[
+        ("proc/irq/40/smp_affinity_list", "0\n"),
+        ("proc/irq/41/smp_affinity_list", "0\n"),
+    ]);
+    fs.fail.lock().unwrap().insert(
+        PathBuf::from("/r/proc/irq/40/smp_affinity_list"),
+        Errno::ENOSPC,
+    );
+    let mut s = Steering::new("/r".into(), Box::new(fs.clone()));
+    assert!(matches!(
+        s.steer(&[40], &[1, 2], 0)[0],
+        Outcome::Failed {
+            class: ErrorClass::TargetFull,
+            hart: 1,
+            ..
+        }
+    ));
+    let out = s.steer(&[41], &[1, 2], 10);
+    assert_eq!(
+        out[0],
+        Outcome::Moved {
+            irq: 41,
+            hart: 2,
+            effective: vec![2]
+        }
+    );
+}
+
+#[test]
+fn permanent_failures_stop_managing_the_irq() {
+    let fs = FakeFs::with(&[("proc/irq/40/smp_affinity_list", "0\n")]);
+    fs.fail.lock().unwrap().insert(
+        PathBuf::from("/r/proc/irq/40/smp_affinity_list"),
+        Errno::EIO,
+    );
+    let mut s = Steering::new("/r".into(), Box::new(fs.clone()));
+    assert!(matches!(
+        s.steer(&[40], &[1], 0)[0],
+        Outcome::Failed {
+            class: ErrorClass::Permanent,
+            ..
+        }
+    ));
+    fs.fail.lock().unwrap().clear();
+    assert_eq!(
+        s.steer(&[40], &[1], 60_000)[0],
+        Outcome::Skipped { irq: 40 }
+    );
+    assert_eq!(*fs.writes.lock().unwrap(), 1, "never written again");
+}
+
+#[test]
+fn does_not_fight_whoever_moves_an_irq_afterwards() {
+    let fs = FakeFs::with(&[("proc/irq/40/smp_affinity_list", "0\n")]);
+    let mut s = Steering::new("/r".into(), Box::new(fs.clone()));
+    assert!(matches!(s.steer(&[40], &[1], 0)[0], Outcome::Moved { .. }));
+    // irqbalance (say) moves it; ifad's target has not changed.
+    fs.files.lock().unwrap().insert(
+        PathBuf::from("/r/proc/irq/40/smp_affinity_list"),
+        "3\n".into(),
+    );
+    assert_eq!(s.steer(&[40], &[1], 1_000)[0], Outcome::Skipped { irq: 40 });
+    assert_eq!(*fs.writes.lock().unwrap(), 1);
+    // The vCPU moves: the IRQ follows.
+    assert!(matches!(
+        s.steer(&[40], &[2], 2_000)[0],
+        Outcome::Moved { hart: 2, .. }
+    ));
+}
