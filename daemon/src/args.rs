@@ -41,6 +41,10 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = DriftArg::Reapply)]
     pub drift: DriftArg,
 
+    /// Do not try the tracefs kprobe observer of KVM's VS-file allocations.
+    #[arg(long)]
+    pub no_kprobes: bool,
+
     /// Unix socket for the gRPC API [default: /run/ifad/ifad.sock for root,
     /// else $XDG_RUNTIME_DIR/ifad/ifad.sock or /tmp/ifad-<uid>/ifad.sock]
     #[arg(long, env = ifa_api::socket::SOCKET_ENV, value_name = "PATH")]

@@ -70,6 +70,7 @@ fn pick_host(args: &Args) -> anyhow::Result<Box<dyn Host>> {
         proc_root: args.proc_root.clone(),
         max_files: args.max_vsfiles,
         patterns,
+        kprobes: !args.no_kprobes,
         drift_policy: match args.drift {
             DriftArg::Reapply => DriftPolicy::Reapply,
             DriftArg::Leave => DriftPolicy::Leave,

@@ -4,12 +4,17 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use tracing::warn;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::sync::mpsc;
+
+use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::core::{AiaMode, Bdf, HartId, Topology, VmId};
 use crate::host::linux::discover::{Discovered, discover};
 use crate::host::linux::irq::{Outcome, RealFs, Steering};
+use crate::host::linux::kprobes::{self, Allocations, Event, ProbeError, Probes};
 use crate::host::linux::{affinity, threads};
 use crate::host::{Drift, Host, HostError, IrqFailure, Observed};
 
@@ -50,6 +55,51 @@ pub struct LinuxHost {
     steering: Steering,
     irq_failures: Vec<IrqFailure>,
     clock: Clock,
+    observer: Option<Observer>,
+}
+
+/// KVM's allocations as the kprobes show them, fed by a thread reading
+/// trace_pipe.
+struct Observer {
+    _probes: Probes,
+    events: mpsc::Receiver<Event>,
+    allocations: Allocations,
+}
+
+impl Observer {
+    fn start(tracefs: &Path) -> Result<Observer, ProbeError> {
+        let probes = Probes::install(tracefs)?;
+        let pipe = probes.trace_pipe();
+        let file =
+            std::fs::File::open(&pipe).map_err(|source| ProbeError::Io { path: pipe, source })?;
+        let (tx, events) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("ifad-kprobes".into())
+            .spawn(move || {
+                for line in BufReader::new(file).lines().map_while(Result::ok) {
+                    if let Some(e) = kprobes::parse(&line)
+                        && tx.send(e).is_err()
+                    {
+                        return;
+                    }
+                }
+            })
+            .map_err(|source| ProbeError::Io {
+                path: tracefs.to_path_buf(),
+                source,
+            })?;
+        Ok(Observer {
+            _probes: probes,
+            events,
+            allocations: Allocations::default(),
+        })
+    }
+
+    fn drain(&mut self) {
+        while let Ok(e) = self.events.try_recv() {
+            self.allocations.feed(e);
+        }
+    }
 }
 
 pub struct LinuxConfig {
@@ -60,11 +110,28 @@ pub struct LinuxConfig {
     pub max_files: Option<u8>,
     pub patterns: Vec<String>,
     pub drift_policy: DriftPolicy,
+    /// Try the kprobe observer (tracefs under the root).
+    pub kprobes: bool,
 }
 
 impl LinuxHost {
     pub fn new(config: LinuxConfig, found: Discovered) -> Self {
+        let observer = if config.kprobes {
+            match Observer::start(&config.root.join("sys/kernel/tracing")) {
+                Ok(o) => {
+                    info!("kprobe observer on: KVM's VS-file allocations are watched");
+                    Some(o)
+                }
+                Err(e) => {
+                    info!("kprobe observer off ({e}); VS-file holders are inferred");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         LinuxHost {
+            observer,
             steering: Steering::new(config.root.clone(), Box::new(RealFs)),
             irq_failures: Vec::new(),
             clock: Clock::start(),
@@ -195,15 +262,44 @@ impl Host for LinuxHost {
         Ok(())
     }
 
-    fn settle(&mut self) {}
+    fn settle(&mut self) {
+        if let Some(o) = &mut self.observer {
+            o.drain();
+        }
+    }
 
-    /// Which line KVM gave is not visible without the kprobe observer.
+    /// Which line KVM gave is visible only through the kprobe observer, and
+    /// only for attached threads.
     fn observe(&self, vm: &VmId) -> Vec<Observed> {
-        vec![Observed::Unknown; self.vms.get(vm).map_or(0, |v| v.harts.len())]
+        let Some(v) = self.vms.get(vm) else {
+            return Vec::new();
+        };
+        let (Some(o), Some(m)) = (&self.observer, &v.vmm) else {
+            return vec![Observed::Unknown; v.harts.len()];
+        };
+        m.tids
+            .iter()
+            .map(|tid| {
+                let Some(tid) = *tid else {
+                    return Observed::Unknown;
+                };
+                match o.allocations.held_by(tid) {
+                    Some((cpu, line)) => Observed::VsFile {
+                        hart: cpu,
+                        line: line as u8,
+                    },
+                    None => match threads::last_cpu(&self.proc_root, m.pid, tid) {
+                        Some(cpu) => Observed::Mrif { hart: cpu },
+                        None => Observed::Unknown,
+                    },
+                }
+            })
+            .collect()
     }
 
     fn held_vsfiles(&self) -> Option<Vec<u32>> {
-        None
+        let o = self.observer.as_ref()?;
+        Some(o.allocations.per_cpu(self.topology.len()))
     }
 
     fn attach_vm(&mut self, vm: &VmId, pid: u32) -> Result<Vec<Option<u32>>, HostError> {

@@ -7,6 +7,7 @@ pub mod devicetree;
 pub mod discover;
 pub mod host;
 pub mod irq;
+pub mod kprobes;
 pub mod threads;
 
 pub use host::{DriftPolicy, LinuxConfig, LinuxHost};
