@@ -115,10 +115,16 @@ mod tests {
         let me = std::process::id();
         let start = start_time(Path::new("/proc"), me);
         assert!(start.is_some());
+        // The name is set by the new thread itself: wait until it runs.
+        let (started, wait) = std::sync::mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("vcpu0".into())
-            .spawn(|| std::thread::sleep(std::time::Duration::from_millis(500)))
+            .spawn(move || {
+                started.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            })
             .unwrap();
+        wait.recv().unwrap();
         let tids = vcpu_threads(Path::new("/proc"), me, 2, &["vcpu{n}".to_string()]).unwrap();
         assert!(tids[0].is_some() && tids[1].is_none(), "{tids:?}");
         handle.join().unwrap();
