@@ -10,11 +10,16 @@ fn main() {
     let vcpus: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     let pattern = args.next().unwrap_or_else(|| "CPU {n}/KVM".to_string());
     let start = Instant::now();
+    // A thread's name is set when it starts running: say ready only after
+    // every vCPU thread has.
+    let running = std::sync::Arc::new(std::sync::Barrier::new(vcpus as usize + 1));
     let threads: Vec<_> = (0..vcpus)
         .map(|n| {
+            let running = running.clone();
             std::thread::Builder::new()
                 .name(pattern.replace("{n}", &n.to_string()))
                 .spawn(move || {
+                    running.wait();
                     while start.elapsed() < LIFETIME {
                         std::thread::sleep(Duration::from_millis(50));
                     }
@@ -22,6 +27,7 @@ fn main() {
                 .expect("spawn vCPU thread")
         })
         .collect();
+    running.wait();
     println!("ready");
     for t in threads {
         let _ = t.join();
