@@ -9,7 +9,7 @@ use ifad::engine::actor::EngineHandle;
 use ifad::engine::{Engine, EngineConfig, actor};
 use ifad::host::Host;
 use ifad::host::detect::not_a_riscv_kvm_host;
-use ifad::host::linux::discover::{Source, discover};
+use ifad::host::linux::discover::discover;
 use ifad::host::linux::threads::DEFAULT_PATTERNS;
 use ifad::host::linux::{DriftPolicy, LinuxConfig, LinuxHost};
 use ifad::host::sim::SimHost;
@@ -54,10 +54,7 @@ fn pick_host(args: &Args) -> anyhow::Result<Box<dyn Host>> {
     info!(
         "discovered {} harts from the {} under {}",
         found.topology.len(),
-        match found.source {
-            Source::DeviceTree => "device tree",
-            Source::KernelLog => "kernel log",
-        },
+        found.source.as_str(),
         root.display()
     );
     let patterns = if args.vcpu_thread_patterns.is_empty() {

@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::Path;
 
+use ifad::host::linux::acpi::{self, Rintc};
 use ifad::host::linux::discover::{DiscoverError, Source, discover};
 
 use ifa_e2e::{derived_host as derived, host_fixture as fixture};
@@ -159,4 +160,28 @@ fn logical_cpus_map_to_hart_ids_from_cpuinfo() {
     .unwrap();
     let d = discover(dir.path(), None).unwrap();
     assert_eq!(d.hart_ids[0], 3);
+}
+
+#[test]
+fn acpi_only_hosts_are_read_from_the_madt() {
+    // Derived: the device tree removed and a MADT written with RINTC entries
+    // for harts 0-3 (hart 3's IMSIC region backs only 4 pages) and an IMSIC
+    // entry with guest-index-bits 3.
+    let dir = derived("qemu-virt-aia5");
+    fs::remove_dir_all(dir.path().join("sys/firmware/devicetree")).unwrap();
+    let harts: Vec<Rintc> = (0..4)
+        .map(|h| Rintc {
+            hart_id: h,
+            imsic_addr: 0x2800_0000 + h * 0x8000,
+            imsic_size: if h == 3 { 4 * 4096 } else { 8 * 4096 },
+        })
+        .collect();
+    let tables = dir.path().join("sys/firmware/acpi/tables");
+    fs::create_dir_all(&tables).unwrap();
+    fs::write(tables.join("APIC"), acpi::build(&harts, 3)).unwrap();
+    let d = discover(dir.path(), None).unwrap();
+    assert_eq!(d.source, Source::Acpi);
+    // 7 from the regions, capped at KVM's 5; hart 3 backs only 3.
+    assert_eq!(files(dir.path()), [5, 5, 5, 3]);
+    assert_eq!(d.topology.harts()[2].imsic_pa, 0x2801_0000);
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::core::topology::MAX_VSFILES;
 use crate::core::{HartInfo, Topology};
-use crate::host::linux::{cpuinfo, cpulist, devicetree};
+use crate::host::linux::{acpi, cpuinfo, cpulist, devicetree};
 
 /// The server-SoC specification's minimum of guest files per hart.
 pub const SERVER_SOC_MIN_FILES: u8 = 5;
@@ -16,7 +16,18 @@ pub const SERVER_SOC_MIN_FILES: u8 = 5;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     DeviceTree,
+    Acpi,
     KernelLog,
+}
+
+impl Source {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Source::DeviceTree => "device tree",
+            Source::Acpi => "ACPI MADT",
+            Source::KernelLog => "kernel log",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -46,7 +57,8 @@ pub enum DiscoverError {
     NoKvm(PathBuf),
     #[error(
         "cannot tell how many guest interrupt files the harts have: no S-level IMSIC in \
-         the device tree and no 'AIA available with N guest external interrupts' in {0}"
+         the device tree or the ACPI MADT and no 'AIA available with N guest external \
+         interrupts' in {0}"
     )]
     NoFileCount(PathBuf),
 }
@@ -125,9 +137,28 @@ pub fn discover(root: &Path, max_files: Option<u8>) -> Result<Discovered, Discov
                 .collect();
             (Source::DeviceTree, per)
         }
-        None => match kvm_files {
-            Some(f) => (Source::KernelLog, vec![(0, f); n as usize]),
-            None => return Err(DiscoverError::NoFileCount(log_path)),
+        None => match fs::read(root.join("sys/firmware/acpi/tables/APIC"))
+            .ok()
+            .and_then(|t| acpi::parse(&t))
+        {
+            Some(madt) => {
+                let files = madt.files();
+                let per = hart_ids
+                    .iter()
+                    .map(|&h| match files.iter().find(|f| f.0 == u64::from(h)) {
+                        Some(&(_, pa, n)) => (pa, n),
+                        None => {
+                            warnings.push(format!("hart {h} has no RINTC entry in the MADT"));
+                            (0, 0)
+                        }
+                    })
+                    .collect();
+                (Source::Acpi, per)
+            }
+            None => match kvm_files {
+                Some(f) => (Source::KernelLog, vec![(0, f); n as usize]),
+                None => return Err(DiscoverError::NoFileCount(log_path)),
+            },
         },
     };
 

@@ -1,5 +1,6 @@
 //! The host backend for a real RISC-V KVM host.
 
+pub mod acpi;
 pub mod affinity;
 pub mod cpuinfo;
 pub mod cpulist;
