@@ -8,6 +8,10 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::mpsc;
 
+use std::os::fd::OwnedFd;
+
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::process::{Pid, PidfdFlags, RawPid, pidfd_open};
 use tracing::{info, warn};
 
 use crate::clock::Clock;
@@ -15,6 +19,7 @@ use crate::core::{AiaMode, Bdf, HartId, Topology, VmId};
 use crate::host::linux::discover::{Discovered, discover};
 use crate::host::linux::irq::{Outcome, RealFs, Steering};
 use crate::host::linux::kprobes::{self, Allocations, Event, ProbeError, Probes};
+use crate::host::linux::kvmstats::TrapWatch;
 use crate::host::linux::{affinity, threads};
 use crate::host::{Drift, Host, HostError, IrqFailure, Observed};
 
@@ -34,7 +39,26 @@ pub const MAX_REAPPLY: u32 = 3;
 struct Vmm {
     pid: u32,
     start_time: u64,
+    /// Readable once the process exits; `None` on kernels without
+    /// pidfd_open, where the start time tells a reused PID apart.
+    pidfd: Option<OwnedFd>,
     tids: Vec<Option<u32>>,
+}
+
+impl Vmm {
+    fn exited(&self, proc_root: &Path) -> bool {
+        if let Some(fd) = &self.pidfd {
+            let mut fds = [PollFd::new(fd, PollFlags::IN)];
+            let zero = Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            if let Ok(n) = poll(&mut fds, Some(&zero)) {
+                return n > 0;
+            }
+        }
+        threads::start_time(proc_root, self.pid) != Some(self.start_time)
+    }
 }
 
 struct Vm {
@@ -56,6 +80,9 @@ pub struct LinuxHost {
     irq_failures: Vec<IrqFailure>,
     clock: Clock,
     observer: Option<Observer>,
+    /// Without the observer: which attached vCPUs trapped lately.
+    traps: TrapWatch,
+    trapping: HashMap<VmId, Vec<Option<bool>>>,
 }
 
 /// KVM's allocations as the kprobes show them, fed by a thread reading
@@ -132,6 +159,8 @@ impl LinuxHost {
         };
         LinuxHost {
             observer,
+            traps: TrapWatch::default(),
+            trapping: HashMap::new(),
             steering: Steering::new(config.root.clone(), Box::new(RealFs)),
             irq_failures: Vec::new(),
             clock: Clock::start(),
@@ -265,6 +294,14 @@ impl Host for LinuxHost {
     fn settle(&mut self) {
         if let Some(o) = &mut self.observer {
             o.drain();
+            return;
+        }
+        let debugfs = self.root.join("sys/kernel/debug/kvm");
+        for (id, v) in &self.vms {
+            if let Some(m) = &v.vmm {
+                let seen = self.traps.sample(&debugfs, m.pid, v.harts.len());
+                self.trapping.insert(id.clone(), seen);
+            }
         }
     }
 
@@ -274,8 +311,24 @@ impl Host for LinuxHost {
         let Some(v) = self.vms.get(vm) else {
             return Vec::new();
         };
-        let (Some(o), Some(m)) = (&self.observer, &v.vmm) else {
+        let Some(m) = &v.vmm else {
             return vec![Observed::Unknown; v.harts.len()];
+        };
+        let Some(o) = &self.observer else {
+            // Trapping on its interrupt file: on MRIF. Otherwise unknown.
+            let seen = self.trapping.get(vm);
+            return (0..v.harts.len())
+                .map(|i| {
+                    match (
+                        seen.and_then(|s| s.get(i).copied().flatten()),
+                        m.tids.get(i).copied().flatten(),
+                    ) {
+                        (Some(true), Some(tid)) => threads::last_cpu(&self.proc_root, m.pid, tid)
+                            .map_or(Observed::Unknown, |hart| Observed::Mrif { hart }),
+                        _ => Observed::Unknown,
+                    }
+                })
+                .collect();
         };
         m.tids
             .iter()
@@ -324,11 +377,24 @@ impl Host for LinuxHost {
         for (vcpu, (tid, &hart)) in tids.iter().zip(&v.harts).enumerate() {
             if let Some(tid) = tid {
                 pin(&id, vcpu, *tid, hart)?;
+                // The kernel intersects with the thread's cpuset: check.
+                let now = affinity::get(*tid).unwrap_or_default();
+                if now != [hart] {
+                    return Err(err(format!(
+                        "vcpu {vcpu} thread {tid} runs on {:?} after pinning to hart {hart}: is its cgroup cpuset narrower?",
+                        now
+                    )));
+                }
             }
         }
+        let pidfd = RawPid::try_from(pid)
+            .ok()
+            .and_then(Pid::from_raw)
+            .and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok());
         v.vmm = Some(Vmm {
             pid,
             start_time,
+            pidfd,
             tids: tids.clone(),
         });
         self.steer(&id);
@@ -347,11 +413,7 @@ impl Host for LinuxHost {
         let proc_root = &self.proc_root;
         self.vms
             .iter()
-            .filter_map(|(id, v)| {
-                let m = v.vmm.as_ref()?;
-                let alive = threads::start_time(proc_root, m.pid) == Some(m.start_time);
-                (!alive).then(|| id.clone())
-            })
+            .filter_map(|(id, v)| v.vmm.as_ref()?.exited(proc_root).then(|| id.clone()))
             .collect()
     }
 
