@@ -413,7 +413,8 @@ impl Host for LinuxHost {
         let proc_root = &self.proc_root;
         self.vms
             .iter()
-            .filter_map(|(id, v)| v.vmm.as_ref()?.exited(proc_root).then(|| id.clone()))
+            .filter(|(_, v)| v.vmm.as_ref().is_some_and(|m| m.exited(proc_root)))
+            .map(|(id, _)| id.clone())
             .collect()
     }
 
