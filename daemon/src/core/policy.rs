@@ -67,6 +67,14 @@ pub fn plan_place(
             ),
         ));
     }
+    // KVM refuses AIA mode AUTO (and HWACCEL) with EINVAL on a host without
+    // guest interrupt files: only best-effort (EMUL) can run there.
+    if spec.class != Class::BestEffort && topology.harts().iter().all(|h| h.vsfiles == 0) {
+        return Err(CoreError::Refused(format!(
+            "{} vm {}: this host has no guest interrupt files, so KVM accepts only AIA mode emul; place it best-effort",
+            spec.class, spec.vm
+        )));
+    }
     // One pass over the harts: this runs on every placement.
     let harts = topology.harts();
     let mut free = vec![0u32; harts.len()];

@@ -333,3 +333,25 @@ fn replan_all_places_guaranteed_first() {
     assert_eq!(fresh.vsfiles_used(), 4);
     assert_eq!(fresh.vm_count(), 3);
 }
+
+#[test]
+fn a_host_without_guest_files_takes_only_best_effort() {
+    let t = Topology::new(
+        Topology::uniform(2, 1, 1)
+            .harts()
+            .iter()
+            .map(|h| crate::core::HartInfo {
+                vsfiles: 0,
+                ..h.clone()
+            })
+            .collect(),
+    );
+    let mut l = Ledger::new(&t);
+    for class in [Class::Guaranteed, Class::Burstable] {
+        match plan_place(&t, &l, &spec("a", 1, class)) {
+            Err(CoreError::Refused(msg)) => assert!(msg.contains("only AIA mode emul"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    place(&t, &mut l, "e", 2, Class::BestEffort);
+}
