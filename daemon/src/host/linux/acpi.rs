@@ -5,7 +5,7 @@
 const HEADER: usize = 36 + 8;
 const RINTC: u8 = 0x18;
 const IMSIC: u8 = 0x19;
-const PAGE: u64 = 4096;
+use crate::core::topology::IMSIC_PAGE as PAGE;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rintc {

@@ -24,7 +24,7 @@ pub struct Imsic {
     pub harts: Vec<u32>,
 }
 
-const PAGE: u64 = 4096;
+use crate::core::topology::IMSIC_PAGE as PAGE;
 
 impl Imsic {
     /// Per hart in `harts` order: (address of its S-level file, VS-files the
