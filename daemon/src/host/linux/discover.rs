@@ -4,6 +4,8 @@
 //! captured one.
 
 use std::fs;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::core::topology::MAX_VSFILES;
@@ -112,8 +114,7 @@ pub fn discover(root: &Path, max_files: Option<u8>) -> Result<Discovered, Discov
         hart_ids[c.cpu as usize] = c.hart;
     }
 
-    let log_path = root.join("dmesg.txt");
-    let log = fs::read_to_string(&log_path).unwrap_or_default();
+    let (log_path, log) = kernel_log(root);
     let kvm_files = kvm_guest_files(&log);
     let imsic = devicetree::s_level_imsic(&root.join("sys/firmware/devicetree/base")).map_err(
         |source| DiscoverError::Read {
@@ -202,6 +203,40 @@ pub fn discover(root: &Path, max_files: Option<u8>) -> Result<Discovered, Discov
         source,
         warnings,
     })
+}
+
+/// The kernel log: a captured host's `dmesg.txt`, else the live ring
+/// buffer in /dev/kmsg (read without blocking: one record per read).
+fn kernel_log(root: &Path) -> (PathBuf, String) {
+    let captured = root.join("dmesg.txt");
+    if let Ok(text) = fs::read_to_string(&captured) {
+        return (captured, text);
+    }
+    let kmsg = root.join("dev/kmsg");
+    let mut text = String::new();
+    if let Ok(mut f) = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&kmsg)
+    {
+        let mut buf = vec![0u8; 8192];
+        // EAGAIN ends the buffer; EPIPE (a record overwritten) is skipped.
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let record = String::from_utf8_lossy(&buf[..n]);
+                    if let Some((_, msg)) = record.split_once(';') {
+                        text.push_str(msg.lines().next().unwrap_or(""));
+                        text.push('\n');
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(nix::libc::EPIPE) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+    (kmsg, text)
 }
 
 /// NUMA node per CPU from /sys/devices/system/node/node*/cpulist (0 if none).
