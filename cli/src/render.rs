@@ -148,6 +148,7 @@ fn vcpus(vcpus: &[Vcpu]) -> String {
         "LINE",
         "GUEST IMSIC GPA",
         "VS-FILE HPA",
+        "TID",
     ];
     table(
         header,
@@ -159,6 +160,7 @@ fn vcpus(vcpus: &[Vcpu]) -> String {
                 line(v),
                 v.guest_imsic_gpa.clone(),
                 hpa(v),
+                v.tid.map_or("-".into(), |t| t.to_string()),
             ]
         }),
     )
@@ -252,9 +254,11 @@ mod tests {
             "web-1  burstable  auto      ready  2      1       1     -"
         );
         let out = super::vm(&vm);
+        assert!(out.contains("VS-FILE HPA  TID"), "{out}");
+        assert!(out.contains("0x28019000   4242"), "{out}");
         assert!(out.contains("DEVICES   -"), "{out}");
         assert!(
-            out.contains("1     12    mrif     -     0x28001000       -"),
+            out.contains("1     12    mrif     -     0x28001000       -            -"),
             "{out}"
         );
     }
