@@ -1,7 +1,9 @@
 # Shared by the scenarios (not itself run: not executable).
 # -d unimp: QEMU logs "un-handled exit reason 9" (KVM_EXIT_FAIL_ENTRY) only then.
 L2="-M virt,aia=aplic-imsic -cpu host -bios none -m 256M -no-reboot -display none -d unimp
-    -kernel /l2/vmlinuz -initrd /l2/initrd.gz -append console=ttyS0"
+    -kernel /l2/vmlinuz -initrd /l2/initrd.gz"
+# The guest's command line; hold=N keeps it up N seconds after it reports.
+L2APPEND=${L2APPEND:-console=ttyS0}
 
 # until SECONDS COMMAND...: polls every half second.
 until_true() {
@@ -11,7 +13,7 @@ until_true() {
 }
 
 start_ifad() { # [ifad flags...]
-    ifad --socket /run/ifad.sock --metrics-listen off --no-kprobes "$@" >/tmp/ifad.log 2>&1 &
+    ifad --socket /run/ifad.sock --metrics-listen off ${KPROBES:---no-kprobes} "$@" >/tmp/ifad.log 2>&1 &
     IFAD=$!
     until_true 10 test -S /run/ifad.sock
 }
@@ -29,7 +31,7 @@ boot_placed() {
     exec 3<>/tmp/mon-$vm.in
     cat /tmp/mon-$vm.out >/dev/null &
     qemu-system-riscv64 -name $vm,debug-threads=on -S -monitor pipe:/tmp/mon-$vm $L2 \
-        -accel kvm,riscv-aia=hwaccel -smp $n -serial file:$log >/tmp/qemu-$vm.log 2>&1 &
+        -append "$L2APPEND" -accel kvm,riscv-aia=hwaccel -smp $n -serial file:$log >/tmp/qemu-$vm.log 2>&1 &
     q=$!
     # The glob is expanded at each try: threads appear after QEMU starts.
     until_true 30 sh -c "grep -qs 'CPU $((n - 1))/KVM' /proc/$q/task/*/comm" \
@@ -45,6 +47,7 @@ boot_placed() {
     echo cont >&3
     until_true 180 grep -q "L2: up" $log
     exec 3>&-
+    [ -n "${WHILE_UP:-}" ] && $WHILE_UP
     grep -q "exit reason 9" /tmp/qemu-$vm.log && { echo "$vm: KVM_EXIT_FAIL_ENTRY"; return 1; }
     grep -q "L2: up $n cpus" $log || { tail -3 $log; echo "$vm did not come up with $n CPUs"; return 1; }
     # The guest powers off: QEMU exits.
