@@ -48,6 +48,8 @@ boot_placed() {
     until_true 180 grep -q "L2: up" $log
     exec 3>&-
     [ -n "${WHILE_UP:-}" ] && $WHILE_UP
+    # KEEP=1: leave it running (its QEMU's pid is in $q).
+    [ -n "${KEEP:-}" ] && { grep -q "L2: up $n cpus" $log; return; }
     grep -q "exit reason 9" /tmp/qemu-$vm.log && { echo "$vm: KVM_EXIT_FAIL_ENTRY"; return 1; }
     grep -q "L2: up $n cpus" $log || { tail -3 $log; echo "$vm did not come up with $n CPUs"; return 1; }
     # The guest powers off: QEMU exits.
