@@ -41,6 +41,12 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = DriftArg::Reapply)]
     pub drift: DriftArg,
 
+    /// Signal that makes a re-pinned vCPU thread re-enter the guest at once,
+    /// so KVM frees its old VS-file even if the guest is idle: `SIGUSR1` is
+    /// QEMU's own vCPU kick. Only name a signal the VMM handles.
+    #[arg(long, value_name = "SIGNAL")]
+    pub kick_signal: Option<nix::sys::signal::Signal>,
+
     /// Do not try the tracefs kprobe observer of KVM's VS-file allocations.
     #[arg(long)]
     pub no_kprobes: bool,

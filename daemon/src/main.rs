@@ -68,6 +68,7 @@ fn pick_host(args: &Args) -> anyhow::Result<Box<dyn Host>> {
         max_files: args.max_vsfiles,
         patterns,
         kprobes: !args.no_kprobes,
+        kick: args.kick_signal,
         drift_policy: match args.drift {
             DriftArg::Reapply => DriftPolicy::Reapply,
             DriftArg::Leave => DriftPolicy::Leave,

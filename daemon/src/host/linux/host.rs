@@ -79,6 +79,7 @@ pub struct LinuxHost {
     steering: Steering,
     irq_failures: Vec<IrqFailure>,
     clock: Clock,
+    kick: Option<nix::sys::signal::Signal>,
     observer: Option<Observer>,
     /// Without the observer: which attached vCPUs trapped lately.
     traps: TrapWatch,
@@ -139,6 +140,9 @@ pub struct LinuxConfig {
     pub drift_policy: DriftPolicy,
     /// Try the kprobe observer (tracefs under the root).
     pub kprobes: bool,
+    /// Signal that makes a re-pinned vCPU thread re-enter the guest (QEMU:
+    /// SIGUSR1); `None`: wait for it to run by itself.
+    pub kick: Option<nix::sys::signal::Signal>,
 }
 
 impl LinuxHost {
@@ -158,6 +162,7 @@ impl LinuxHost {
             None
         };
         LinuxHost {
+            kick: config.kick,
             observer,
             traps: TrapWatch::default(),
             trapping: HashMap::new(),
@@ -275,15 +280,22 @@ impl Host for LinuxHost {
         if let Some(h) = v.harts.get_mut(vcpu as usize) {
             *h = hart;
         }
+        let pid = v.vmm.as_ref().map(|m| m.pid);
         let tid = v
             .vmm
             .as_ref()
             .and_then(|m| m.tids.get(vcpu as usize).copied().flatten());
         self.steer(&id);
-        match tid {
-            Some(tid) => pin(&id, vcpu as usize, tid, hart),
-            None => Ok(()),
+        let (Some(pid), Some(tid)) = (pid, tid) else {
+            return Ok(());
+        };
+        pin(&id, vcpu as usize, tid, hart)?;
+        if let Some(signal) = self.kick
+            && let Err(e) = affinity::kick(pid, tid, signal)
+        {
+            warn!(vm = %id, vcpu, tid, "kicking the re-pinned thread: {e}");
         }
+        Ok(())
     }
 
     fn release_vm(&mut self, vm: &VmId) -> Result<(), HostError> {
