@@ -170,11 +170,7 @@ impl Metrics {
             .with_label_values(&[class.as_str()])
             .inc_by(placement.vcpus.len() as u64);
         if class == Class::Burstable {
-            let mrif = placement
-                .vcpus
-                .iter()
-                .filter(|a| a.1 == Backing::Mrif)
-                .count();
+            let mrif = placement.count(Backing::Mrif);
             self.mrif_fallbacks
                 .with_label_values(&[FALLBACK_NO_FREE_VSFILE])
                 .inc_by(mrif as u64);

@@ -34,6 +34,11 @@ impl Placement {
     pub fn pending(&self) -> bool {
         !self.demotions.is_empty()
     }
+
+    /// vCPUs of the VM placed on `backing`.
+    pub fn count(&self, backing: Backing) -> usize {
+        self.vcpus.iter().filter(|a| a.1 == backing).count()
+    }
 }
 
 /// Plans a whole VM, or refuses it whole.

@@ -76,10 +76,6 @@ impl Engine {
         &self.ledger
     }
 
-    pub fn host_kind(&self) -> &'static str {
-        self.host.kind()
-    }
-
     /// The host itself, for tests and simulation controls.
     pub fn host_mut(&mut self) -> &mut dyn Host {
         self.host.as_mut()

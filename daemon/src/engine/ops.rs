@@ -44,11 +44,7 @@ impl Engine {
             self.host.resume_vm(&spec.vm)?;
         }
         self.metrics.placed(spec.class, &placement);
-        let demoted: Vec<MoveView> = placement
-            .demotions
-            .iter()
-            .map(|m| MoveView::new(m, self.topology()))
-            .collect();
+        let demoted: Vec<MoveView> = placement.demotions.iter().map(MoveView::from).collect();
         for d in &demoted {
             info!(vm = %d.vm, vcpu = d.vcpu, from = d.from, to = d.to, backing = d.backing.as_str(), "demoted for vm {}", spec.vm);
         }
@@ -56,8 +52,8 @@ impl Engine {
             vm = %spec.vm,
             class = %spec.class,
             vcpus = spec.vcpus,
-            vsfile = count(&placement, Backing::VsFile),
-            mrif = count(&placement, Backing::Mrif),
+            vsfile = placement.count(Backing::VsFile),
+            mrif = placement.count(Backing::Mrif),
             pending = placement.pending(),
             "placed"
         );
@@ -73,11 +69,7 @@ impl Engine {
         let placement = policy::plan_place(self.topology(), &self.ledger, &spec)?;
         Ok(PlaceOutcome {
             vm: VmView::planned(&spec, &placement),
-            demoted: placement
-                .demotions
-                .iter()
-                .map(|m| MoveView::new(m, self.topology()))
-                .collect(),
+            demoted: placement.demotions.iter().map(MoveView::from).collect(),
         })
     }
 
@@ -135,10 +127,7 @@ impl Engine {
         self.ledger.set_drained(hart, true);
         self.apply_evacuation(&moves, now)?;
         info!(hart, moved = moves.len(), "drained");
-        Ok(moves
-            .iter()
-            .map(|m| MoveView::new(m, self.topology()))
-            .collect())
+        Ok(moves.iter().map(MoveView::from).collect())
     }
 
     pub fn undrain(&mut self, hart: HartId, now: Millis) -> Result<(), EngineError> {
@@ -334,8 +323,4 @@ impl Engine {
             }
         }
     }
-}
-
-fn count(p: &Placement, backing: Backing) -> usize {
-    p.vcpus.iter().filter(|a| a.1 == backing).count()
 }

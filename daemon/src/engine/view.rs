@@ -145,8 +145,8 @@ pub struct MoveView {
     pub backing: Backing,
 }
 
-impl MoveView {
-    pub fn new(m: &Move, _topology: &Topology) -> Self {
+impl From<&Move> for MoveView {
+    fn from(m: &Move) -> Self {
         MoveView {
             vm: m.key.vm.to_string(),
             vcpu: m.key.vcpu,

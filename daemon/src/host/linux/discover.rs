@@ -83,9 +83,9 @@ pub fn kvm_guest_files(log: &str) -> Option<u32> {
 pub fn discover(root: &Path, max_files: Option<u8>) -> Result<Discovered, DiscoverError> {
     let cpuinfo_path = root.join("proc/cpuinfo");
     let cpus = cpuinfo::parse(&read(cpuinfo_path.clone())?);
-    let Some(first) = cpus.first() else {
+    if cpus.is_empty() {
         return Err(DiscoverError::NoHarts(cpuinfo_path));
-    };
+    }
     if let Some(c) = cpus.iter().find(|c| !c.has_h()) {
         return Err(DiscoverError::NoHypervisor(c.hart));
     }
@@ -96,7 +96,6 @@ pub fn discover(root: &Path, max_files: Option<u8>) -> Result<Discovered, Discov
     if !kvm.exists() {
         return Err(DiscoverError::NoKvm(kvm));
     }
-    let _ = first;
 
     let sys_cpu = root.join("sys/devices/system/cpu");
     let online = cpulist::parse(&read(sys_cpu.join("online"))?).unwrap_or_default();
