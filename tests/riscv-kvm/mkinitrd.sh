@@ -42,7 +42,8 @@ chmod +x $g/init
 (cd $g && find . | cpio -o -H newc --quiet | gzip -1 > $w/l2/initrd.gz)
 rm -rf "$g"
 cp $HERE/init $w/init
-cp $HERE/scenarios/* $w/scenarios/
+# IFAD_RIG_SCENARIOS: another directory of scenarios (a wip one, by hand).
+cp ${IFAD_RIG_SCENARIOS:-$HERE/scenarios}/* $w/scenarios/
 chmod +x $w/init $w/scenarios/[0-9]*
 (cd $w && find . | cpio -o -H newc --quiet | gzip -1 > "$out")
 rm -rf "$w"

@@ -21,7 +21,7 @@ stage done
 tr -d '\r' <"$log" >"$log.txt"
 grep -E '^  [0-9a-z-]+\| ' "$log.txt" || true
 results=$(grep -E '^IFAD-SCENARIO (PASS|FAIL)' "$log.txt" | sed 's/^IFAD-SCENARIO //')
-expected=$(ls "$HERE"/scenarios/[0-9]* | wc -l)
+expected=$(ls "${IFAD_RIG_SCENARIOS:-$HERE/scenarios}"/[0-9]* | wc -l)
 if [ -z "$results" ]; then
     echo "FAIL boot: no scenario ran; see $log.txt"; tail -20 "$log.txt"; exit 1
 fi

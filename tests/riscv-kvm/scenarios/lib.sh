@@ -12,15 +12,72 @@ until_true() {
     return 1
 }
 
-start_ifad() { # [ifad flags...]
-    ifad --socket /run/ifad.sock --metrics-listen off ${KPROBES:---no-kprobes} "$@" >/tmp/ifad.log 2>&1 &
+T=/sys/kernel/tracing
+
+# start_ifad [ifad flags...]: where the observer is on, a tracing instance of our own copies
+# its events, so `observer_agrees` can check ifad independently.
+start_ifad() {
+    ifad --socket /run/ifad.sock --metrics-listen off "$@" >/tmp/ifad.log 2>&1 &
     IFAD=$!
-    until_true 10 test -S /run/ifad.sock
+    until_true 10 test -S /run/ifad.sock || return 1
+    OBSERVED=
+    if grep -q "kprobe observer on" /tmp/ifad.log; then
+        mkdir -p $T/instances/check && echo 1 >$T/instances/check/events/ifad/enable && OBSERVED=1
+    fi
+    return 0
+}
+
+# stop_ifad: our instance lets go of ifad's probes first, or ifad could not
+# remove them on exit and the next ifad would find them taken.
+stop_ifad() {
+    if [ -n "$OBSERVED" ]; then
+        echo 0 >$T/instances/check/events/ifad/enable; rmdir $T/instances/check
+    fi
+    kill $IFAD; wait $IFAD 2>/dev/null
+}
+
+# held_observed: "tid hart line" per line KVM holds, replayed from our copy
+# of KVM's alloc/free calls.
+held_observed() {
+    grep -v '^#' $T/instances/check/trace | awk '
+    match($0, /-[0-9]+ +\[[0-9]+\] /) {
+        tid = substr($0, RSTART + 1); sub(/ .*/, "", tid)
+        for (i = 1; i <= NF; i++) if (split($i, kv, "=") == 2) v[kv[1]] = kv[2]
+        if ($0 ~ / alloc_hgei: /) calling[tid] = v["cpu"]
+        else if ($0 ~ / alloc_hgei_ret: /) {
+            if ((tid in calling) && v["ret"] + 0 > 0) holder[calling[tid] " " v["ret"]] = tid
+            delete calling[tid]
+        } else if ($0 ~ / free_hgei: /) delete holder[v["cpu"] " " v["hgei"]]
+    }
+    END { for (k in holder) print holder[k], k }' | sort
+}
+
+# held_ledger: "tid hart line" per vCPU ifad placed on a VS-file.
+held_ledger() {
+    for vm in $(ctl vms | awk 'NR > 1 {print $1}'); do
+        ctl vm $vm | awk '$1 ~ /^[0-9]+$/ && $3 == "vsfile" && $7 ~ /^[0-9]+$/ {print $7, $2, $4}'
+    done | sort
+}
+
+# observer_agrees: KVM's allocations, as our own copy of the kprobe events
+# shows them, are exactly the ledger's: each VS-file vCPU holds one line on
+# its hart and nothing else holds one. Per hart, prints what KVM holds.
+observer_agrees() {
+    [ -n "$OBSERVED" ] || { echo "observer unavailable on this kernel: not compared"; return 0; }
+    # ifad's own observer may be a tick behind: give it a few seconds.
+    until_true 5 sh -c ". /scenarios/lib.sh; held_observed >/tmp/held-observed; held_ledger >/tmp/held-ledger
+        cmp -s /tmp/held-observed /tmp/held-ledger"
+    ok=$?
+    echo "KVM holds per hart: $(awk '{n[$2]++; c++} END {for (h in n) printf "%s:%d ", h, n[h]; if (!c) printf "none"}' /tmp/held-observed)"
+    [ $ok = 0 ] && return 0
+    echo "observed (tid hart line):"; cat /tmp/held-observed
+    echo "ledger (tid hart line):"; cat /tmp/held-ledger
+    echo "KVM's allocations differ from the ledger"; return 1
 }
 
 ctl() { ifactl --socket /run/ifad.sock "$@"; }
 
-# boot_placed VM N: starts QEMU paused for VM (N vCPUs, HWACCEL), attaches
+# boot_placed VM N: starts QEMU paused for VM (N vCPUs, its AIA mode), attaches
 # it, checks each thread's affinity, resumes it and waits for the guest to
 # report N CPUs and power off. Fails (returns 1) with the reason last.
 boot_placed() {
@@ -30,8 +87,10 @@ boot_placed() {
     # (read-write, so this does not block) and drain the output.
     exec 3<>/tmp/mon-$vm.in
     cat /tmp/mon-$vm.out >/dev/null &
+    # The AIA mode ifad chose for the VM's class (burstable: auto).
+    mode=$(ctl vm $vm | awk '/^AIA MODE/ {print $3}')
     qemu-system-riscv64 -name $vm,debug-threads=on -S -monitor pipe:/tmp/mon-$vm $L2 \
-        -append "$L2APPEND" -accel kvm,riscv-aia=hwaccel -smp $n -serial file:$log >/tmp/qemu-$vm.log 2>&1 &
+        -append "$L2APPEND" -accel kvm,riscv-aia=$mode -smp $n -serial file:$log >/tmp/qemu-$vm.log 2>&1 &
     q=$!
     # The glob is expanded at each try: threads appear after QEMU starts.
     until_true 30 sh -c "grep -qs 'CPU $((n - 1))/KVM' /proc/$q/task/*/comm" \
@@ -47,7 +106,8 @@ boot_placed() {
     echo cont >&3
     until_true 180 grep -q "L2: up" $log
     exec 3>&-
-    [ -n "${WHILE_UP:-}" ] && $WHILE_UP
+    # WHILE_UP: a check to run while the guest is up; its failure fails the boot.
+    if [ -n "${WHILE_UP:-}" ]; then $WHILE_UP || return 1; fi
     # KEEP=1: leave it running (its QEMU's pid is in $q).
     [ -n "${KEEP:-}" ] && { grep -q "L2: up $n cpus" $log; return; }
     grep -q "exit reason 9" /tmp/qemu-$vm.log && { echo "$vm: KVM_EXIT_FAIL_ENTRY"; return 1; }

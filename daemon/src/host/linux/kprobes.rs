@@ -159,6 +159,9 @@ impl Probes {
         let probes = Probes {
             tracefs: tracefs.to_path_buf(),
         };
+        // A daemon killed with SIGKILL leaves its probes behind, and
+        // defining them again would fail: clear them first.
+        probes.remove();
         for def in probe_definitions() {
             append(&events, &def)?;
         }
@@ -173,15 +176,20 @@ impl Probes {
     pub fn trace_pipe(&self) -> PathBuf {
         self.tracefs.join("trace_pipe")
     }
-}
 
-impl Drop for Probes {
-    fn drop(&mut self) {
+    /// Disables and deletes ifad's probes; those absent are no error.
+    fn remove(&self) {
         let _ = fs::write(self.tracefs.join("events").join(GROUP).join("enable"), "0");
         let events = self.tracefs.join("kprobe_events");
         for name in ["alloc_hgei", "alloc_hgei_ret", "free_hgei"] {
             let _ = append(&events, &format!("-:{GROUP}/{name}"));
         }
+    }
+}
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 

@@ -58,6 +58,14 @@ fn installs_when_supported_and_removes_on_drop() {
         "{written}"
     );
     assert!(written.contains("r:ifad/alloc_hgei_ret"), "{written}");
+    // Probes a killed daemon left behind are cleared before defining them.
+    let cleared = written
+        .find("-:ifad/alloc_hgei")
+        .expect("stale probes cleared");
+    assert!(
+        cleared < written.find("p:ifad/alloc_hgei").unwrap(),
+        "{written}"
+    );
     assert_eq!(
         fs::read_to_string(t.join("events/ifad/enable")).unwrap(),
         "1"
