@@ -12,3 +12,4 @@ pub mod metrics;
 pub mod metrics_http;
 pub mod server;
 pub mod socket;
+pub mod state;

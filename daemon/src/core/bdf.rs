@@ -5,7 +5,10 @@ use crate::core::CoreError;
 
 /// A PCI address as sysfs names devices: `DDDD:BB:DD.F` (the domain may be
 /// omitted on input and then is 0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct Bdf {
     pub domain: u32,
     pub bus: u8,
@@ -49,6 +52,20 @@ impl FromStr for Bdf {
             device: device as u8,
             function: function as u8,
         })
+    }
+}
+
+impl TryFrom<String> for Bdf {
+    type Error = CoreError;
+
+    fn try_from(raw: String) -> Result<Self, CoreError> {
+        raw.parse()
+    }
+}
+
+impl From<Bdf> for String {
+    fn from(b: Bdf) -> String {
+        b.to_string()
     }
 }
 

@@ -12,7 +12,7 @@ use crate::core::{Backing, Bdf, Class, CoreError, HartId, Topology, VcpuKey, VmI
 /// Milliseconds of the engine's monotonic clock.
 pub type Millis = u64;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VcpuRecord {
     /// The hart the vCPU thread is pinned to.
     pub hart: HartId,
@@ -38,7 +38,7 @@ impl VcpuRecord {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VmRecord {
     pub id: VmId,
     pub class: Class,
@@ -573,3 +573,7 @@ impl Ledger {
         Ok(())
     }
 }
+
+#[path = "ledger_restore.rs"]
+mod restore;
+pub use restore::SavedLedger;

@@ -5,7 +5,10 @@ use crate::core::VmId;
 pub type HartId = u32;
 
 /// The service class an orchestrator asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Class {
     /// Every vCPU holds a VS-file (AIA mode HWACCEL), or the VM is refused.
     Guaranteed,
@@ -40,7 +43,8 @@ impl fmt::Display for Class {
 }
 
 /// KVM's per-VM AIA mode (`KVM_DEV_RISCV_AIA_CONFIG_MODE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AiaMode {
     Emul,
     Hwaccel,
@@ -73,7 +77,8 @@ impl fmt::Display for AiaMode {
 }
 
 /// What a vCPU's guest interrupt file is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Backing {
     /// A hardware guest interrupt file of its hart.
     VsFile,
@@ -91,7 +96,9 @@ impl Backing {
 }
 
 /// One vCPU of one VM.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct VcpuKey {
     pub vm: VmId,
     pub vcpu: u32,

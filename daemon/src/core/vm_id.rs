@@ -7,8 +7,26 @@ pub const MAX_VM_ID_LEN: usize = 64;
 
 /// A caller-chosen VM name: 1..=64 of `[A-Za-z0-9._-]`, starting
 /// alphanumeric, so it is safe in file names, logs and thread lookups.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Saved as its string and validated again when read back.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct VmId(Arc<str>);
+
+impl TryFrom<String> for VmId {
+    type Error = CoreError;
+
+    fn try_from(raw: String) -> Result<Self, CoreError> {
+        VmId::parse(&raw)
+    }
+}
+
+impl From<VmId> for String {
+    fn from(id: VmId) -> String {
+        id.0.to_string()
+    }
+}
 
 impl VmId {
     pub fn parse(raw: &str) -> Result<Self, CoreError> {

@@ -1,0 +1,99 @@
+use super::*;
+use crate::core::policy::{apply_placement, plan_place};
+use crate::core::request::PlaceSpec;
+use crate::core::{Class, VmId};
+
+fn place(t: &Topology, l: &mut Ledger, vm: &str, n: u32, class: Class, devices: &[&str]) {
+    let devices: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
+    let s = PlaceSpec::parse(vm, n, Some(class), &devices).unwrap();
+    let p = plan_place(t, l, &s).unwrap();
+    apply_placement(l, &s, &p, 0).unwrap();
+}
+
+fn id(s: &str) -> VmId {
+    VmId::parse(s).unwrap()
+}
+
+fn ids(vms: &[VmRecord]) -> Vec<String> {
+    vms.iter().map(|v| v.id.to_string()).collect()
+}
+
+#[test]
+fn a_saved_ledger_comes_back_whole_with_its_indexes() {
+    let t = Topology::uniform(4, 3, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "g", 4, Class::Guaranteed, &["0000:01:00.0"]);
+    place(&t, &mut l, "b", 6, Class::Burstable, &[]);
+    place(&t, &mut l, "e", 2, Class::BestEffort, &[]);
+    l.set_drained(3, true);
+    let saved = l.save();
+    // Through JSON, as the state file carries it.
+    let saved: SavedLedger = serde_json::from_str(&serde_json::to_string(&saved).unwrap()).unwrap();
+    let (back, left_out) = Ledger::restore(&t, saved);
+    assert!(left_out.is_empty());
+    back.verify(&t).unwrap();
+    assert_eq!(back.save(), l.save());
+    for h in 0..4 {
+        assert_eq!(back.load(h), l.load(h), "hart {h}");
+    }
+    assert!(back.is_drained(3));
+    assert_eq!(back.victims().count(), l.victims().count());
+    // Numbering goes on where it stopped: a new VM enters after the old ones.
+    let mut back = back;
+    place(&t, &mut back, "n", 1, Class::BestEffort, &[]);
+    assert!(back.vm(&id("n")).unwrap().seq > back.vm(&id("e")).unwrap().seq);
+}
+
+#[test]
+fn vms_on_a_vanished_hart_are_handed_back_and_the_rest_stays() {
+    let big = Topology::uniform(4, 2, 1);
+    let mut l = Ledger::new(&big);
+    place(&big, &mut l, "a", 4, Class::Guaranteed, &[]); // one per hart
+    let mut saved = l.save();
+    // Another VM, pinned only to harts 0 and 1.
+    saved.vms.push(VmRecord {
+        id: id("low"),
+        seq: saved.next_seq,
+        vcpus: vec![saved.vms[0].vcpus[0].clone(); 1],
+        ..saved.vms[0].clone()
+    });
+    saved.vms[1].vcpus[0].hart = 0;
+    saved.next_seq += 1;
+    let small = Topology::uniform(2, 2, 1);
+    let (back, left_out) = Ledger::restore(&small, saved);
+    assert_eq!(ids(&left_out), ["a"]);
+    assert!(back.vm(&id("low")).is_some());
+    back.verify(&small).unwrap();
+}
+
+#[test]
+fn a_hart_whose_files_shrank_gives_up_its_newest_vms_until_it_fits() {
+    let t = Topology::uniform(1, 4, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "old", 2, Class::Guaranteed, &[]);
+    place(&t, &mut l, "mid", 1, Class::Guaranteed, &[]);
+    place(&t, &mut l, "new", 1, Class::Guaranteed, &[]);
+    let fewer = Topology::uniform(1, 2, 1);
+    let (back, left_out) = Ledger::restore(&fewer, l.save());
+    assert_eq!(ids(&left_out), ["new", "mid"]);
+    assert_eq!(back.load(0).vsfiles_used, 2);
+    back.verify(&fewer).unwrap();
+}
+
+#[test]
+fn duplicate_ids_and_devices_are_not_taken_twice() {
+    let t = Topology::uniform(2, 4, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "a", 1, Class::Guaranteed, &["0000:01:00.0"]);
+    let mut saved = l.save();
+    let mut twin = saved.vms[0].clone();
+    twin.seq = 7;
+    saved.vms.push(twin.clone());
+    twin.id = id("b");
+    twin.seq = 8;
+    saved.vms.push(twin);
+    let (back, left_out) = Ledger::restore(&t, saved);
+    assert_eq!(ids(&left_out), ["a", "b"]);
+    assert_eq!(back.vm_count(), 1);
+    back.verify(&t).unwrap();
+}

@@ -1,0 +1,31 @@
+//! ifad's durable state: one file under `--state-dir`, replaced atomically
+//! on every change (write a temporary file, fsync, rename, fsync the
+//! directory), so a crash leaves either the old state or the new one.
+
+mod envelope;
+mod store;
+
+pub use envelope::{CURRENT_VERSION, DecodeError, body, decode, encode};
+pub use store::{Loaded, StateDir, StateError};
+
+use crate::core::VcpuKey;
+use crate::core::ledger::{Millis, SavedLedger};
+
+/// Everything restored after a restart.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    pub ledger: SavedLedger,
+    /// vCPUs whose failed HWACCEL entry was already counted.
+    pub failed_entries: Vec<VcpuKey>,
+    /// The host's own part (VMM processes and threads; the simulated
+    /// host's simulated VMs).
+    pub host: serde_json::Value,
+}
+
+/// A snapshot with the engine clock's reading when it was taken: times in
+/// the ledger are on that clock, which restarts with the daemon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Saved {
+    pub at: Millis,
+    pub snapshot: Snapshot,
+}
