@@ -14,6 +14,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+/// Where ifad keeps its state when `--state-dir` is not given; tests always
+/// point it into a temp dir.
+pub const STATE_DIR_ENV: &str = "IFAD_STATE_DIR";
+
 /// How long a daemon may take to say it is ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,7 +77,9 @@ impl Daemon {
 
     /// Starts a prepared command whose daemon will listen on `socket`.
     pub fn spawn(mut cmd: Command, socket: PathBuf, dir: tempfile::TempDir) -> Daemon {
+        // Its own state dir, unless the test names one with --state-dir.
         cmd.env_remove(ifa_api::socket::SOCKET_ENV)
+            .env(STATE_DIR_ENV, dir.path().join("state"))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

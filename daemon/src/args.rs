@@ -56,6 +56,12 @@ pub struct Args {
     #[arg(long, env = ifa_api::socket::SOCKET_ENV, value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
+    /// Where state survives restarts [default: /var/lib/ifad for root, else
+    /// $XDG_STATE_HOME/ifad or ~/.local/state/ifad; with --simulate, its
+    /// `simulated` subdirectory]. One daemon per directory.
+    #[arg(long, env = "IFAD_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
     /// Address for Prometheus /metrics, or `off`.
     #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9464")]
     pub metrics_listen: MetricsListen,

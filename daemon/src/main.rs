@@ -14,6 +14,7 @@ use ifad::host::linux::threads::DEFAULT_PATTERNS;
 use ifad::host::linux::{DriftPolicy, LinuxConfig, LinuxHost};
 use ifad::host::sim::SimHost;
 use ifad::metrics::Metrics;
+use ifad::state::{Loaded, StateDir};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -124,6 +125,21 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
+    // The lock first: a second daemon on the same state dir stops here.
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| ifad::state::default_dir(args.simulate.is_some()));
+    let mut store = StateDir::open(&state_dir)?;
+    let loaded = store.load()?;
+    match &loaded {
+        Loaded::Empty => info!("no saved state in {}: starting afresh", state_dir.display()),
+        Loaded::Restored(_) => info!("restoring state from {}", store.path().display()),
+        Loaded::Corrupt { reason, moved_to } => error!(
+            "STATE FILE UNREADABLE ({reason}); moved it to {} and rebuilding from what the host shows",
+            moved_to.display()
+        ),
+    }
     let host = pick_host(&args)?;
     let topo = host.topology();
     let nodes = {
@@ -146,6 +162,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (engine, engine_thread) =
         actor::spawn(Engine::new(host, metrics.clone(), config)).context("starting the engine")?;
     let clock = Clock::start();
+    // Queued before the API starts, so no call runs on a half-restored state.
+    let restored = engine
+        .call_first(move |e| {
+            let now = clock.now();
+            let report = match loaded {
+                Loaded::Restored(saved) => Some(e.restore(saved, now)),
+                _ => None,
+            };
+            e.persist_to(store, now).map(|()| report)
+        })
+        .context("starting the engine")?;
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<bool>();
 
     let socket: PathBuf = args.socket.unwrap_or_else(ifa_api::socket::default_path);
     let listener = ifad::socket::bind(&socket)?;
@@ -173,8 +201,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
 
     info!("serving ifa.v1 on unix:{}", socket.display());
-    let ticker = tokio::spawn(tick(engine.clone(), clock, stopped()));
-    let api = tokio::spawn(ifad::server::serve_api(listener, engine, clock, stopped()));
+    let api = tokio::spawn(ifad::server::serve_api(
+        listener,
+        engine.clone(),
+        clock,
+        async move { ready_rx.await.unwrap_or(false) },
+        stopped(),
+    ));
+    match restored
+        .await
+        .context("the engine stopped while restoring")?
+    {
+        Ok(Some(r)) => info!(
+            vms = r.vms,
+            released = r.released,
+            placed_again = r.replaced,
+            lost = r.lost,
+            "state restored and reconciled with the host"
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            let _ = std::fs::remove_file(&socket);
+            return Err(e).context("making the restored state durable");
+        }
+    }
+    // The API and the ticker hold the last engine handles: the engine
+    // thread ends once both have stopped.
+    let ticker = tokio::spawn(tick(engine, clock, stopped()));
+    let _ = ready_tx.send(true);
     info!("ready");
 
     shutdown.await;
@@ -186,7 +240,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         t.await?.context("metrics server")?;
     }
     let _ = std::fs::remove_file(&socket);
-    // The API held the last engine handles; the engine thread ends with them.
     let _ = engine_thread.join();
     Ok(())
 }

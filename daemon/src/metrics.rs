@@ -1,7 +1,9 @@
 //! Prometheus metrics. Names follow Prometheus conventions: `_total` for
 //! counters, labels of low cardinality only (never per VM or vCPU).
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use crate::core::policy::Placement;
 use crate::core::{Backing, Class};
@@ -34,6 +36,8 @@ pub struct Metrics {
     ledger_corrections: IntCounter,
     drift: IntCounter,
     irq_errors: IntCounterVec,
+    checkpoint_seconds: Histogram,
+    checkpoint_errors: IntCounter,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
@@ -141,6 +145,26 @@ impl Metrics {
                 "Device IRQ moves that failed, by class (transient, target_full, permanent).",
                 &["class"],
             ),
+            checkpoint_seconds: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "ifad_checkpoint_write_seconds",
+                        "Time to make a state change durable (write, fsync, rename, fsync the directory).",
+                    )
+                    .buckets(vec![
+                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                        0.25, 1.0,
+                    ]),
+                )
+                .expect("valid metric");
+                r.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
+            checkpoint_errors: counter(
+                &r,
+                "ifad_checkpoint_errors_total",
+                "State changes that could not be made durable (the client got an error).",
+            ),
             registry: r,
         };
         // Export every series from the start, so rate() works from zero.
@@ -184,6 +208,14 @@ impl Metrics {
             .with_label_values(&[FALLBACK_DEMOTED])
             .inc_by(demoted as u64);
         self.demotions.inc_by(placement.demotions.len() as u64);
+    }
+
+    pub fn checkpoint_written(&self, seconds: f64) {
+        self.checkpoint_seconds.observe(seconds);
+    }
+
+    pub fn checkpoint_failed(&self) {
+        self.checkpoint_errors.inc();
     }
 
     pub fn migrated(&self) {

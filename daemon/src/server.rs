@@ -11,18 +11,26 @@ use crate::api::AllocatorService;
 use crate::clock::Clock;
 use crate::engine::actor::EngineHandle;
 
+/// Serves until `shutdown`. Health says NOT_SERVING until `ready` resolves (state restored and
+/// first reconcile done); API calls made before wait behind the restore.
 pub async fn serve_api(
     listener: UnixListener,
     engine: EngineHandle,
     clock: Clock,
+    ready: impl Future<Output = bool> + Send + 'static,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    // State is in memory and restored at once, so the service is ready as
-    // soon as it listens.
     health
-        .set_serving::<AllocatorServer<AllocatorService>>()
+        .set_not_serving::<AllocatorServer<AllocatorService>>()
         .await;
+    tokio::spawn(async move {
+        if ready.await {
+            health
+                .set_serving::<AllocatorServer<AllocatorService>>()
+                .await;
+        }
+    });
     Server::builder()
         .add_service(health_service)
         .add_service(AllocatorServer::new(AllocatorService::new(engine, clock)))

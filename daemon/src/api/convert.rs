@@ -144,6 +144,7 @@ impl From<EngineError> for Status {
         match e {
             EngineError::Core(e) => core_status(e),
             EngineError::Host(e) => Status::failed_precondition(e.to_string()),
+            EngineError::State(e) => Status::unavailable(e.to_string()),
         }
     }
 }

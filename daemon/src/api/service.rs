@@ -147,7 +147,11 @@ impl Allocator for AllocatorService {
         if r.pid == 0 {
             return Err(Status::invalid_argument("pid: must be a process id"));
         }
-        let vm = self.engine.call(move |e| e.attach(&id, r.pid)).await??;
+        let now = self.clock.now();
+        let vm = self
+            .engine
+            .call(move |e| e.attach(&id, r.pid, now))
+            .await??;
         Ok(Response::new(vm_to_proto(vm)))
     }
 

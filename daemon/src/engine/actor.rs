@@ -36,6 +36,21 @@ impl EngineHandle {
         self.tx.send(job).await.map_err(|_| EngineGone)?;
         rx.await.map_err(|_| EngineGone)
     }
+
+    /// Queues `f` at once, ahead of anything sent later (the restore runs
+    /// before any API call), and returns where its result will arrive.
+    pub fn call_first<R, F>(&self, f: F) -> Result<oneshot::Receiver<R>, EngineGone>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Engine) -> R + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(move |engine| {
+            let _ = reply.send(f(engine));
+        });
+        self.tx.try_send(job).map_err(|_| EngineGone)?;
+        Ok(rx)
+    }
 }
 
 /// Starts the engine on its own OS thread: host effects block (sysfs writes,

@@ -4,6 +4,7 @@
 
 pub mod actor;
 mod ops;
+mod restore;
 mod settle;
 pub mod view;
 
@@ -13,7 +14,9 @@ use crate::core::ledger::Millis;
 use crate::core::{CoreError, HartId, Ledger, Topology, VcpuKey, VmId};
 use crate::host::{Host, HostError};
 use crate::metrics::Metrics;
+use crate::state::{Snapshot, StateDir, StateError};
 pub use ops::{MoveOutcome, PlaceOutcome};
+pub use restore::RestoreReport;
 pub use view::{HartView, MoveView, StatusView, VcpuView, VmState, VmView};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +25,9 @@ pub enum EngineError {
     Core(#[from] CoreError),
     #[error("host refused: {0}")]
     Host(#[from] HostError),
+    /// The change was made but could not be made durable.
+    #[error("the change could not be made durable: {0}")]
+    State(#[from] StateError),
 }
 
 /// Policy knobs.
@@ -50,6 +56,8 @@ pub struct Engine {
     corrections: u64,
     /// vCPU threads seen with someone else's affinity, as last reported.
     drifting: HashSet<(VcpuKey, Vec<HartId>)>,
+    /// Where every change is made durable; `None` until restored.
+    store: Option<StateDir>,
 }
 
 impl Engine {
@@ -63,6 +71,7 @@ impl Engine {
             failed_entries: HashSet::new(),
             corrections: 0,
             drifting: HashSet::new(),
+            store: None,
         };
         engine.metrics.refresh(&engine.status());
         engine
@@ -99,6 +108,35 @@ impl Engine {
     /// What the host shows held per hart, to compare with the ledger.
     pub fn host_held_vsfiles(&self) -> Option<Vec<u32>> {
         self.host.held_vsfiles()
+    }
+
+    /// Makes the current state durable (a no-op when nothing changed since
+    /// the last write). Every acknowledged change calls it before replying.
+    pub(crate) fn checkpoint(&mut self, now: Millis) -> Result<(), EngineError> {
+        let Some(store) = &mut self.store else {
+            return Ok(());
+        };
+        let mut failed_entries: Vec<VcpuKey> = self.failed_entries.iter().cloned().collect();
+        failed_entries.sort();
+        let snapshot = Snapshot {
+            ledger: self.ledger.save(),
+            failed_entries,
+            host: self.host.save(),
+        };
+        let started = std::time::Instant::now();
+        match store.save(now, &snapshot) {
+            Ok(true) => {
+                self.metrics
+                    .checkpoint_written(started.elapsed().as_secs_f64());
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(e) => {
+                self.metrics.checkpoint_failed();
+                tracing::error!("state not durable: {e}");
+                Err(e.into())
+            }
+        }
     }
 
     pub fn status(&self) -> StatusView {

@@ -58,6 +58,7 @@ impl Engine {
             "placed"
         );
         self.settle(now);
+        self.checkpoint(now)?;
         Ok(PlaceOutcome {
             vm: self.vm(&spec.vm)?,
             demoted,
@@ -96,6 +97,7 @@ impl Engine {
             .count() as u32;
         info!(vm = %id, vsfiles_freed = freed, "released");
         self.settle(now);
+        self.checkpoint(now)?;
         Ok(freed)
     }
 
@@ -113,6 +115,7 @@ impl Engine {
         self.metrics.migrated();
         info!(vm = %key.vm, vcpu = key.vcpu, from = m.from, to = m.to, backing = m.backing.as_str(), "migrated");
         self.settle(now);
+        self.checkpoint(now)?;
         Ok(MoveOutcome {
             before,
             after: self.vcpu_view(key)?,
@@ -127,6 +130,7 @@ impl Engine {
         self.ledger.set_drained(hart, true);
         self.apply_evacuation(&moves, now)?;
         info!(hart, moved = moves.len(), "drained");
+        self.checkpoint(now)?;
         Ok(moves.iter().map(MoveView::from).collect())
     }
 
@@ -135,15 +139,17 @@ impl Engine {
         self.ledger.set_drained(hart, false);
         info!(hart, "undrained");
         self.settle(now);
+        self.checkpoint(now)?;
         Ok(())
     }
 
     /// Finds the VMM's vCPU threads and pins them where the VM is placed.
-    pub fn attach(&mut self, id: &VmId, pid: u32) -> Result<VmView, EngineError> {
+    pub fn attach(&mut self, id: &VmId, pid: u32, now: Millis) -> Result<VmView, EngineError> {
         self.vm(id)?;
         let tids = self.host.attach_vm(id, pid)?;
         let found = tids.iter().filter(|t| t.is_some()).count();
         info!(vm = %id, pid, vcpu_threads = found, "attached and pinned");
+        self.checkpoint(now)?;
         Ok(self.vm(id)?)
     }
 
@@ -166,6 +172,8 @@ impl Engine {
             self.hotplug(now);
         }
         self.settle(now);
+        // Failures are logged and counted; the next tick tries again.
+        let _ = self.checkpoint(now);
     }
 
     /// Each drift is reported once (counted and logged), however long it
@@ -208,7 +216,7 @@ impl Engine {
 
     /// A hart that went offline is an involuntary drain: KVM already pushed
     /// its vCPUs to MRIF; guaranteed ones with nowhere to go stay stranded.
-    fn hotplug(&mut self, now: Millis) {
+    pub(super) fn hotplug(&mut self, now: Millis) {
         let changed: Vec<(HartId, bool)> = self
             .topology()
             .harts()

@@ -6,6 +6,9 @@ pub mod detect;
 pub mod linux;
 pub mod sim;
 
+use std::collections::HashMap;
+
+use crate::core::ledger::VmRecord;
 use crate::core::{AiaMode, Bdf, HartId, Topology, VmId};
 
 /// What the host shows of one vCPU's interrupt file.
@@ -113,6 +116,33 @@ pub trait Host: Send {
     fn sim(&mut self) -> Option<&mut sim::SimHost> {
         None
     }
+
+    /// What the host keeps of its VMs (VMM processes; the simulated host's
+    /// simulated VMs), for the state file.
+    fn save(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    /// Takes back, after a restart, the VMs the ledger kept (`kept`), as
+    /// `saved` left them; lets go of the others.
+    fn restore(&mut self, saved: &serde_json::Value, kept: &[VmRecord]) -> Restored {
+        let _ = saved;
+        for vm in kept {
+            let harts: Vec<HartId> = vm.vcpus.iter().map(|v| v.hart).collect();
+            let _ = self.create_vm(&vm.id, vm.class.aia_mode(), &harts, &vm.devices);
+        }
+        Restored::default()
+    }
+}
+
+/// What a host found when it took its VMs back after a restart.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// Kept VMs whose VMM exited while ifad was down.
+    pub gone: Vec<VmId>,
+    /// VMMs, still running, of VMs the ledger did not keep (to be placed
+    /// again and re-attached).
+    pub vmm: HashMap<VmId, u32>,
 }
 
 /// A device IRQ that could not be moved where its VM's vCPUs run.

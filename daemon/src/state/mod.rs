@@ -11,6 +11,26 @@ pub use store::{Loaded, StateDir, StateError};
 use crate::core::VcpuKey;
 use crate::core::ledger::{Millis, SavedLedger};
 
+/// The state dir when `--state-dir` is not given. The simulated host's
+/// state is kept apart, so a simulation never shows up on a real host.
+pub fn default_dir(simulated: bool) -> std::path::PathBuf {
+    use std::path::PathBuf;
+    let base = if nix::unistd::geteuid().is_root() {
+        PathBuf::from("/var/lib/ifad")
+    } else if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|s| !s.is_empty()) {
+        PathBuf::from(state).join("ifad")
+    } else if let Some(home) = std::env::var_os("HOME").filter(|s| !s.is_empty()) {
+        PathBuf::from(home).join(".local/state/ifad")
+    } else {
+        std::env::temp_dir().join(format!("ifad-{}", nix::unistd::geteuid()))
+    };
+    if simulated {
+        base.join("simulated")
+    } else {
+        base
+    }
+}
+
 /// Everything restored after a restart.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {

@@ -15,13 +15,14 @@ use rustix::process::{Pid, PidfdFlags, RawPid, pidfd_open};
 use tracing::{info, warn};
 
 use crate::clock::Clock;
+use crate::core::ledger::VmRecord;
 use crate::core::{AiaMode, Bdf, HartId, Topology, VmId};
 use crate::host::linux::discover::{Discovered, discover};
 use crate::host::linux::irq::{Outcome, RealFs, Steering};
 use crate::host::linux::kprobes::{self, Allocations, Event, ProbeError, Probes};
 use crate::host::linux::kvmstats::TrapWatch;
 use crate::host::linux::{affinity, threads};
-use crate::host::{Drift, Host, HostError, IrqFailure, Observed};
+use crate::host::{Drift, Host, HostError, IrqFailure, Observed, Restored};
 
 /// How ifad answers a thread someone else re-pinned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -367,6 +368,14 @@ impl Host for LinuxHost {
         Some(o.allocations.per_cpu(self.topology.len()))
     }
 
+    fn save(&self) -> serde_json::Value {
+        persist::save(self)
+    }
+
+    fn restore(&mut self, saved: &serde_json::Value, kept: &[VmRecord]) -> Restored {
+        persist::restore(self, saved, kept)
+    }
+
     fn attach_vm(&mut self, vm: &VmId, pid: u32) -> Result<Vec<Option<u32>>, HostError> {
         let proc_root = self.proc_root.clone();
         let patterns = self.patterns.clone();
@@ -474,3 +483,6 @@ impl Host for LinuxHost {
         out
     }
 }
+
+#[path = "host_persist.rs"]
+mod persist;

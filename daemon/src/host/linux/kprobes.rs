@@ -93,6 +93,12 @@ impl Allocations {
         }
     }
 
+    /// A line a thread held before the daemon restarted: the probes see
+    /// only calls made since they were installed.
+    pub fn seed(&mut self, tid: u32, cpu: u32, line: u32) {
+        self.held.insert((cpu, line), tid);
+    }
+
     /// (cpu, line) the thread holds, if any.
     pub fn held_by(&self, tid: u32) -> Option<(u32, u32)> {
         self.held.iter().find(|(_, t)| **t == tid).map(|(k, _)| *k)

@@ -15,7 +15,7 @@
 use crate::core::AiaMode;
 
 /// What one guest entry ended in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Entry {
     VsFile {
         cpu: u32,
@@ -41,7 +41,7 @@ pub enum KvmError {
     NoSuchCpu(u32),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Cpu {
     lines: u8,
     /// Bit k set: line k is held (bit 0 is never used).
@@ -61,14 +61,14 @@ impl Cpu {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum File {
     None,
     Hw { cpu: u32, line: u8 },
     Sw,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Vcpu {
     affinity: Vec<u32>,
     last_cpu: Option<u32>,
@@ -79,7 +79,7 @@ struct Vcpu {
     blocked: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Vm {
     mode: AiaMode,
     vcpus: Vec<Vcpu>,
@@ -89,7 +89,7 @@ struct Vm {
     paused: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SimKvm {
     cpus: Vec<Cpu>,
     /// Slots in creation order; a destroyed VM leaves `None`.
@@ -249,6 +249,52 @@ impl SimKvm {
             }
         }
         Ok(())
+    }
+
+    /// The machine came back with other CPUs (while ifad was down): a CPU
+    /// that is gone, or lines beyond a CPU's new count, are dropped as an
+    /// offline CPU's are (owners go to their SW-file); affinities lose the
+    /// CPUs that are gone, and a thread left with none may run anywhere.
+    pub fn reshape(&mut self, lines_per_cpu: &[u8]) {
+        for cpu in lines_per_cpu.len()..self.cpus.len() {
+            let _ = self.set_cpu_online(cpu as u32, false);
+        }
+        self.cpus.truncate(lines_per_cpu.len());
+        for (cpu, &lines) in lines_per_cpu.iter().enumerate() {
+            match self.cpus.get_mut(cpu) {
+                Some(c) => {
+                    c.lines = lines;
+                    // Lines 1..=lines (bit 0 is never a line).
+                    c.used &= u64::MAX >> (63 - lines.min(63)) & !1;
+                }
+                None => self.cpus.push(Cpu {
+                    lines,
+                    used: 0,
+                    online: true,
+                }),
+            }
+        }
+        let n = self.cpus.len() as u32;
+        let cpus = &self.cpus;
+        for v in self
+            .vms
+            .iter_mut()
+            .flatten()
+            .flat_map(|vm| vm.vcpus.iter_mut())
+        {
+            if let File::Hw { cpu, line } = v.file
+                && cpus
+                    .get(cpu as usize)
+                    .is_none_or(|c| c.used & (1u64 << line) == 0)
+            {
+                v.file = File::Sw;
+            }
+            v.affinity.retain(|&c| c < n);
+            if v.affinity.is_empty() {
+                v.affinity = (0..n).collect();
+            }
+            v.last_cpu = v.last_cpu.filter(|&c| c < n);
+        }
     }
 
     /// The line a vCPU holds right now, if any (an offline CPU or a

@@ -7,8 +7,9 @@ pub mod spec;
 
 use std::collections::HashMap;
 
+use crate::core::ledger::VmRecord;
 use crate::core::{AiaMode, Bdf, HartId, Topology, VmId};
-use crate::host::{Host, HostError, Observed};
+use crate::host::{Host, HostError, Observed, Restored};
 use kvm::{Entry, KvmError, SimKvm, VmHandle};
 pub use spec::SimSpec;
 
@@ -166,4 +167,57 @@ impl Host for SimHost {
     fn sim(&mut self) -> Option<&mut SimHost> {
         Some(self)
     }
+
+    /// The simulated VMMs and KVM itself: they outlive the daemon.
+    fn save(&self) -> serde_json::Value {
+        let saved = Saved {
+            kvm: self.kvm.clone(),
+            vms: self
+                .vms
+                .iter()
+                .map(|(id, &(h, n))| (id.clone(), h, n))
+                .collect(),
+        };
+        serde_json::to_value(saved).expect("plain data")
+    }
+
+    fn restore(&mut self, saved: &serde_json::Value, kept: &[VmRecord]) -> Restored {
+        let Ok(saved) = serde_json::from_value::<Saved>(saved.clone()) else {
+            // Nothing (or nothing usable) saved: no simulated VM survived.
+            for vm in kept {
+                let harts: Vec<HartId> = vm.vcpus.iter().map(|v| v.hart).collect();
+                let _ = self.create_vm(&vm.id, vm.class.aia_mode(), &harts, &vm.devices);
+                let _ = self.resume_vm(&vm.id);
+            }
+            return Restored::default();
+        };
+        self.kvm = saved.kvm;
+        let lines: Vec<u8> = self.topology.harts().iter().map(|h| h.vsfiles).collect();
+        self.kvm.reshape(&lines);
+        for h in 0..self.topology.len() as HartId {
+            self.topology.set_online(h, self.kvm.is_online(h));
+        }
+        self.vms = saved
+            .vms
+            .into_iter()
+            .map(|(id, h, n)| (id, (h, n)))
+            .collect();
+        let stale: Vec<VmId> = self
+            .vms
+            .keys()
+            .filter(|id| !kept.iter().any(|k| &k.id == *id))
+            .cloned()
+            .collect();
+        for id in stale {
+            let _ = self.release_vm(&id);
+        }
+        Restored::default()
+    }
+}
+
+/// What the simulated host saves.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    kvm: SimKvm,
+    vms: Vec<(VmId, VmHandle, usize)>,
 }

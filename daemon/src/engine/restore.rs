@@ -1,0 +1,99 @@
+//! Coming back after a restart: the saved ledger is checked against the
+//! live host (harts present, VS-file counts, VMM processes alive), then
+//! reconciled: VMs whose VMM is gone are released, VMs the host no longer
+//! fits are placed again, vCPUs on offline harts are moved, drift re-pinned.
+
+use tracing::{error, info, warn};
+
+use crate::core::ledger::{Millis, VmRecord};
+use crate::core::request::PlaceSpec;
+use crate::core::{HartId, Ledger};
+use crate::engine::{Engine, EngineError};
+use crate::state::{Saved, StateDir};
+
+/// What a restore found, for the log.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RestoreReport {
+    pub vms: usize,
+    /// Their VMM exited while ifad was down.
+    pub released: usize,
+    /// The host no longer fitted them as they were.
+    pub replaced: usize,
+    /// Could not be placed again (their class could not be honoured).
+    pub lost: usize,
+}
+
+impl Engine {
+    /// Takes back `saved` (taken at its own clock's `saved.at`) at `now`.
+    pub fn restore(&mut self, saved: Saved, now: Millis) -> RestoreReport {
+        let Saved { at, snapshot } = saved;
+        let mut ledger = snapshot.ledger;
+        // Ledger times are on the old daemon's clock: keep their ages.
+        let age = |t: Millis| now.saturating_sub(at.saturating_sub(t));
+        for v in ledger.vms.iter_mut().flat_map(|vm| vm.vcpus.iter_mut()) {
+            v.moved_at = v.moved_at.map(age);
+            v.waiting_since = age(v.waiting_since);
+        }
+        let (ledger, left_out) = Ledger::restore(self.topology(), ledger);
+        self.ledger = ledger;
+        self.failed_entries = snapshot
+            .failed_entries
+            .into_iter()
+            .filter(|k| self.ledger.vm(&k.vm).is_some())
+            .collect();
+        let kept: Vec<VmRecord> = self.ledger.vms().cloned().collect();
+        let found = self.host.restore(&snapshot.host, &kept);
+        let mut report = RestoreReport::default();
+        for id in &found.gone {
+            info!(vm = %id, "its VMM exited while ifad was down");
+            if self.release(id, now).is_ok() {
+                report.released += 1;
+            }
+        }
+        for vm in left_out {
+            warn!(vm = %vm.id, "the host changed while ifad was down: placing it again");
+            let id = vm.id.clone();
+            match self.place(self.spec_of(vm), now) {
+                Ok(_) => {
+                    report.replaced += 1;
+                    if let Some(&pid) = found.vmm.get(&id)
+                        && let Err(e) = self.attach(&id, pid, now)
+                    {
+                        warn!(vm = %id, pid, "attaching again: {e}");
+                    }
+                }
+                Err(e) => {
+                    report.lost += 1;
+                    error!(vm = %id, "could not place it again after a restart: {e}");
+                }
+            }
+        }
+        self.hotplug(now);
+        self.settle(now);
+        report.vms = self.ledger.vm_count();
+        report
+    }
+
+    /// The request that would place `vm` again, on harts that still exist.
+    fn spec_of(&self, vm: VmRecord) -> PlaceSpec {
+        let harts = self.topology().len() as HartId;
+        PlaceSpec {
+            vcpus: vm.vcpus.len() as u32,
+            vm: vm.id,
+            class: vm.class,
+            devices: vm.devices,
+            priority: vm.priority,
+            allowed: vm
+                .allowed
+                .map(|a| a.into_iter().filter(|&h| h < harts).collect::<Vec<_>>())
+                .filter(|a| !a.is_empty()),
+        }
+    }
+
+    /// From now on every acknowledged change is made durable in `store`
+    /// before the reply; writes what was restored at once.
+    pub fn persist_to(&mut self, store: StateDir, now: Millis) -> Result<(), EngineError> {
+        self.store = Some(store);
+        self.checkpoint(now)
+    }
+}
