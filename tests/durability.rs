@@ -16,8 +16,11 @@ fn start(spec: &str, state: &Path) -> Daemon {
     ])
 }
 
-/// Each VM's id, class, state and vCPUs (hart, backing), for comparing.
-fn shape(vms: &Value) -> Vec<(String, String, String, Vec<(u64, String)>)> {
+/// A VM's id, class, state and vCPUs (hart, backing).
+type VmShape = (String, String, String, Vec<(u64, String)>);
+
+/// Each VM's shape, for comparing.
+fn shape(vms: &Value) -> Vec<VmShape> {
     vms.as_array()
         .unwrap()
         .iter()
