@@ -244,3 +244,29 @@ fn vms_on_a_hart_that_vanished_while_down_are_placed_again() {
     assert_eq!(shape(&Value::Array(vec![d.json("vm low")])), low);
     assert_eq!(over_committed(&d), Vec::<Value>::new());
 }
+
+/// `ifad_checkpoint_write_seconds_count`: state files written so far.
+fn writes(d: &Daemon) -> u64 {
+    let text = ifa_e2e::http_get(d.metrics.expect("metrics on"), "/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix("ifad_checkpoint_write_seconds_count "))
+        .expect("checkpoint histogram exported")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn each_change_is_written_once_and_an_idle_daemon_writes_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let d = start("harts=2,files=2", state.path());
+    let first = writes(&d);
+    d.ctl("place --vm a --vcpus 2 --class burstable").ok();
+    let placed = writes(&d);
+    assert!(placed > first, "the placement was written before the reply");
+    // Several ticks (500 ms each) with nothing changing: no write.
+    std::thread::sleep(std::time::Duration::from_millis(1600));
+    assert_eq!(writes(&d), placed);
+    d.ctl("release --vm a").ok();
+    assert!(writes(&d) > placed);
+}

@@ -3,11 +3,14 @@
 //! Run: cargo bench -p ifad --bench scale
 
 mod common;
+mod figures;
+
+use figures::percentiles;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ifad::core::Class;
 use ifad::core::policy;
@@ -34,18 +37,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
-
-fn percentiles(mut samples: Vec<Duration>) -> String {
-    samples.sort_unstable();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
-    format!(
-        "p50 {:>7.2?}  p99 {:>7.2?}  max {:>7.2?}  (n={})",
-        at(0.50),
-        at(0.99),
-        samples[samples.len() - 1],
-        samples.len()
-    )
-}
 
 fn main() {
     let t = common::topology();

@@ -170,13 +170,16 @@ impl Host for SimHost {
 
     /// The simulated VMMs and KVM itself: they outlive the daemon.
     fn save(&self) -> serde_json::Value {
+        let mut vms: Vec<(VmId, VmHandle, usize)> = self
+            .vms
+            .iter()
+            .map(|(id, &(h, n))| (id.clone(), h, n))
+            .collect();
+        // Sorted, so an unchanged host saves the same bytes (no write).
+        vms.sort();
         let saved = Saved {
             kvm: self.kvm.clone(),
-            vms: self
-                .vms
-                .iter()
-                .map(|(id, &(h, n))| (id.clone(), h, n))
-                .collect(),
+            vms,
         };
         serde_json::to_value(saved).expect("plain data")
     }
