@@ -17,8 +17,9 @@ T=/sys/kernel/tracing
 # start_ifad [ifad flags...]: where the observer is on, a tracing instance of our own copies
 # its events, so `observer_agrees` can check ifad independently.
 start_ifad() {
-    # A fresh state dir: no scenario inherits another one's VMs.
-    ifad --socket /run/ifad.sock --metrics-listen off --state-dir "$(mktemp -d)" "$@" >/tmp/ifad.log 2>&1 &
+    # A fresh state dir (unless STATE_DIR names one): no scenario inherits
+    # another one's VMs.
+    ifad --socket /run/ifad.sock --metrics-listen off --state-dir "${STATE_DIR:-$(mktemp -d)}" "$@" >/tmp/ifad.log 2>&1 &
     IFAD=$!
     until_true 10 test -S /run/ifad.sock || return 1
     OBSERVED=

@@ -84,6 +84,10 @@ impl Allocations {
                 if let Some(cpu) = self.calling.remove(&tid)
                     && ret > 0
                 {
+                    // A thread holds one line: KVM frees the old one right
+                    // after (its free may predate the probes, as after a
+                    // restart).
+                    self.held.retain(|_, t| *t != tid);
                     self.held.insert((cpu, ret as u32), tid);
                 }
             }

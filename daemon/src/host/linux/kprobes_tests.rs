@@ -31,6 +31,16 @@ fn follows_allocations_failures_and_frees() {
 }
 
 #[test]
+fn a_seeded_line_gives_way_to_the_threads_next_allocation() {
+    let mut a = Allocations::default();
+    a.seed(10, 0, 2); // held before a restart; its free was never seen
+    a.feed(Event::Alloc { tid: 10, cpu: 3 });
+    a.feed(Event::AllocRet { tid: 10, ret: 1 });
+    assert_eq!(a.held_by(10), Some((3, 1)));
+    assert_eq!(a.per_cpu(4), [0, 0, 0, 1]);
+}
+
+#[test]
 fn installs_when_supported_and_removes_on_drop() {
     let dir = tempfile::tempdir().unwrap();
     let t = dir.path();
