@@ -37,8 +37,25 @@ fn metrics_follow_placements_and_fallbacks() {
     d.ctl("place --vm g --vcpus 5 --class guaranteed").fails(1);
     let body = http_get(addr, "/metrics");
     assert_eq!(sample(&body, "ifad_vsfiles_used"), 4.0);
-    assert_eq!(sample(&body, "ifad_vcpus{backing=\"vsfile\"}"), 4.0);
-    assert_eq!(sample(&body, "ifad_vcpus{backing=\"mrif\"}"), 1.0);
+    assert_eq!(
+        sample(&body, "ifad_vcpus{backing=\"vsfile\",class=\"burstable\"}"),
+        4.0
+    );
+    assert_eq!(
+        sample(&body, "ifad_vcpus{backing=\"mrif\",class=\"burstable\"}"),
+        1.0
+    );
+    // Per hart: both files of both harts used.
+    for hart in ["0", "1"] {
+        assert_eq!(
+            sample(&body, &format!("ifad_hart_vsfiles{{hart=\"{hart}\"}}")),
+            2.0
+        );
+        assert_eq!(
+            sample(&body, &format!("ifad_hart_vsfiles_used{{hart=\"{hart}\"}}")),
+            2.0
+        );
+    }
     assert_eq!(
         sample(&body, "ifad_vcpu_placements_total{class=\"burstable\"}"),
         5.0
@@ -55,7 +72,10 @@ fn metrics_follow_placements_and_fallbacks() {
         1.0
     );
     assert_eq!(
-        sample(&body, "ifad_placement_refusals_total{class=\"guaranteed\"}"),
+        sample(
+            &body,
+            "ifad_placement_refusals_total{class=\"guaranteed\",reason=\"no_free_vsfile\"}"
+        ),
         1.0
     );
     assert_eq!(sample(&body, "ifad_vms"), 1.0);
@@ -74,7 +94,21 @@ fn metrics_follow_placements_and_fallbacks() {
         sample(&body, "ifad_mrif_fallbacks_total{reason=\"demoted\"}"),
         2.0
     );
-    assert_eq!(sample(&body, "ifad_vcpus{backing=\"mrif\"}"), 3.0);
+    assert_eq!(
+        sample(&body, "ifad_vcpus{backing=\"mrif\",class=\"burstable\"}"),
+        3.0
+    );
+    assert_eq!(
+        sample(&body, "ifad_vcpus{backing=\"vsfile\",class=\"guaranteed\"}"),
+        2.0
+    );
+    assert!(
+        sample(
+            &body,
+            "ifad_decision_duration_seconds_count{operation=\"place\"}"
+        ) >= 3.0,
+        "{body}"
+    );
 
     d.ctl("release --vm g").ok();
     let body = http_get(addr, "/metrics");

@@ -6,8 +6,7 @@ use prometheus::{
 };
 
 use crate::core::policy::Placement;
-use crate::core::{Backing, Class};
-use crate::engine::StatusView;
+use crate::core::{Backing, Class, Ledger, Refusal, Topology};
 
 const CLASSES: [Class; 3] = [Class::Guaranteed, Class::Burstable, Class::BestEffort];
 
@@ -24,6 +23,9 @@ pub struct Metrics {
     harts_online: IntGauge,
     vms: IntGauge,
     vcpus: IntGaugeVec,
+    hart_vsfiles: IntGaugeVec,
+    hart_vsfiles_used: IntGaugeVec,
+    decisions: prometheus::HistogramVec,
     vm_placements: IntCounterVec,
     vcpu_placements: IntCounterVec,
     refusals: IntCounterVec,
@@ -86,9 +88,36 @@ impl Metrics {
             vcpus: gauge_vec(
                 &r,
                 "ifad_vcpus",
-                "Placed vCPUs by interrupt-file backing.",
-                &["backing"],
+                "Placed vCPUs by class and interrupt-file backing.",
+                &["class", "backing"],
             ),
+            hart_vsfiles: gauge_vec(
+                &r,
+                "ifad_hart_vsfiles",
+                "VS-files of each hart (0 while it is offline).",
+                &["hart"],
+            ),
+            hart_vsfiles_used: gauge_vec(
+                &r,
+                "ifad_hart_vsfiles_used",
+                "VS-files of each hart held by placed vCPUs.",
+                &["hart"],
+            ),
+            decisions: {
+                let h = prometheus::HistogramVec::new(
+                    HistogramOpts::new(
+                        "ifad_decision_duration_seconds",
+                        "Time policy took to decide, by operation (place, migrate, drain, promote).",
+                    )
+                    .buckets(vec![
+                        1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2, 0.1,
+                    ]),
+                    &["operation"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
             vm_placements: counter_vec(&r, "ifad_vm_placements_total", "VMs placed.", &["class"]),
             vcpu_placements: counter_vec(
                 &r,
@@ -100,7 +129,7 @@ impl Metrics {
                 &r,
                 "ifad_placement_refusals_total",
                 "Placements refused because the host could not hold them as their class demands.",
-                &["class"],
+                &["class", "reason"],
             ),
             mrif_fallbacks: counter_vec(
                 &r,
@@ -171,7 +200,17 @@ impl Metrics {
         for c in CLASSES {
             m.vm_placements.with_label_values(&[c.as_str()]);
             m.vcpu_placements.with_label_values(&[c.as_str()]);
-            m.refusals.with_label_values(&[c.as_str()]);
+            for r in [
+                Refusal::NoGuestFiles,
+                Refusal::NoEligibleHart,
+                Refusal::NoFreeVsFile,
+                Refusal::TryAgain,
+            ] {
+                m.refusals.with_label_values(&[c.as_str(), r.as_str()]);
+            }
+            for b in [Backing::VsFile, Backing::Mrif] {
+                m.vcpus.with_label_values(&[c.as_str(), b.as_str()]);
+            }
         }
         m.mrif_fallbacks
             .with_label_values(&[FALLBACK_NO_FREE_VSFILE]);
@@ -226,8 +265,17 @@ impl Metrics {
         self.stranded.inc_by(n as u64);
     }
 
-    pub fn refused(&self, class: Class) {
-        self.refusals.with_label_values(&[class.as_str()]).inc();
+    pub fn refused(&self, class: Class, reason: Refusal) {
+        self.refusals
+            .with_label_values(&[class.as_str(), reason.as_str()])
+            .inc();
+    }
+
+    /// How long policy took to decide one `operation`.
+    pub fn decided(&self, operation: &str, seconds: f64) {
+        self.decisions
+            .with_label_values(&[operation])
+            .observe(seconds);
     }
 
     pub fn promoted(&self, n: usize) {
@@ -250,18 +298,41 @@ impl Metrics {
         self.ledger_corrections.inc();
     }
 
-    /// Sets every gauge from a status snapshot.
-    pub fn refresh(&self, status: &StatusView) {
-        self.vsfiles.set(i64::from(status.vsfiles_total));
-        self.vsfiles_used.set(i64::from(status.vsfiles_used));
-        self.harts_online.set(i64::from(status.harts_online));
-        self.vms.set(i64::from(status.vms));
-        self.vcpus
-            .with_label_values(&[Backing::VsFile.as_str()])
-            .set(i64::from(status.vcpus_vsfile));
-        self.vcpus
-            .with_label_values(&[Backing::Mrif.as_str()])
-            .set(i64::from(status.vcpus_mrif));
+    /// Sets every gauge from the ledger: per hart at most, never per VM.
+    pub fn refresh(&self, topology: &Topology, ledger: &Ledger) {
+        let mut vsfiles = 0;
+        let mut online = 0;
+        for h in topology.harts() {
+            let files = if h.online { i64::from(h.vsfiles) } else { 0 };
+            vsfiles += files;
+            online += i64::from(h.online);
+            let hart = h.id.to_string();
+            self.hart_vsfiles.with_label_values(&[&hart]).set(files);
+            self.hart_vsfiles_used
+                .with_label_values(&[&hart])
+                .set(i64::from(ledger.load(h.id).vsfiles_used));
+        }
+        self.vsfiles.set(vsfiles);
+        self.vsfiles_used.set(i64::from(ledger.vsfiles_used()));
+        self.harts_online.set(online);
+        self.vms.set(ledger.vm_count() as i64);
+        let mut counts = [[0i64; 2]; 3];
+        for vm in ledger.vms() {
+            let c = CLASSES
+                .iter()
+                .position(|&c| c == vm.class)
+                .expect("known class");
+            for v in &vm.vcpus {
+                counts[c][usize::from(v.backing == Backing::Mrif)] += 1;
+            }
+        }
+        for (c, class) in CLASSES.iter().enumerate() {
+            for (b, backing) in [Backing::VsFile, Backing::Mrif].iter().enumerate() {
+                self.vcpus
+                    .with_label_values(&[class.as_str(), backing.as_str()])
+                    .set(counts[c][b]);
+            }
+        }
     }
 
     /// The exposition in Prometheus text format.

@@ -135,7 +135,7 @@ pub fn core_status(e: CoreError) -> Status {
         CoreError::InvalidArgument { .. } => Status::invalid_argument(msg),
         CoreError::VmExists(_) | CoreError::DeviceInUse { .. } => Status::already_exists(msg),
         CoreError::VmNotFound(_) => Status::not_found(msg),
-        CoreError::Refused(_) => Status::resource_exhausted(msg),
+        CoreError::Refused(..) => Status::resource_exhausted(msg),
     }
 }
 
@@ -158,6 +158,7 @@ impl From<EngineGone> for Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::Refusal;
     use tonic::Code;
 
     #[test]
@@ -167,7 +168,10 @@ mod tests {
             (CoreError::invalid("vcpus", "0"), Code::InvalidArgument),
             (CoreError::VmExists(id.clone()), Code::AlreadyExists),
             (CoreError::VmNotFound(id), Code::NotFound),
-            (CoreError::Refused("full".into()), Code::ResourceExhausted),
+            (
+                CoreError::Refused(Refusal::NoFreeVsFile, "full".into()),
+                Code::ResourceExhausted,
+            ),
         ];
         for (e, code) in cases {
             assert_eq!(core_status(e).code(), code);

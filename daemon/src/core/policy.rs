@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use crate::core::ledger::{Millis, VictimKey};
 use crate::core::request::PlaceSpec;
-use crate::core::{Backing, Class, CoreError, HartId, Ledger, Topology, VcpuKey};
+use crate::core::{Backing, Class, CoreError, HartId, Ledger, Refusal, Topology, VcpuKey};
 
 /// One vCPU re-pinned, and what it runs on at its new hart.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,10 +75,13 @@ pub fn plan_place(
     // KVM refuses AIA mode AUTO (and HWACCEL) with EINVAL on a host without
     // guest interrupt files: only best-effort (EMUL) can run there.
     if spec.class != Class::BestEffort && topology.harts().iter().all(|h| h.vsfiles == 0) {
-        return Err(CoreError::Refused(format!(
-            "{} vm {}: this host has no guest interrupt files, so KVM accepts only AIA mode emul; place it best-effort",
-            spec.class, spec.vm
-        )));
+        return Err(CoreError::Refused(
+            Refusal::NoGuestFiles,
+            format!(
+                "{} vm {}: this host has no guest interrupt files, so KVM accepts only AIA mode emul; place it best-effort",
+                spec.class, spec.vm
+            ),
+        ));
     }
     // One pass over the harts: this runs on every placement.
     let harts = topology.harts();
@@ -101,10 +104,10 @@ pub fn plan_place(
         }
     }
     if eligible.is_empty() {
-        return Err(CoreError::Refused(format!(
-            "vm {}: no online, undrained hart it may use",
-            spec.vm
-        )));
+        return Err(CoreError::Refused(
+            Refusal::NoEligibleHart,
+            format!("vm {}: no online, undrained hart it may use", spec.vm),
+        ));
     }
     let n = spec.vcpus as usize;
     let want_files = match spec.class {
@@ -173,10 +176,13 @@ pub fn plan_place(
                 })
                 .collect();
             if safe_scope.is_empty() {
-                return Err(CoreError::Refused(format!(
-                    "burstable vm {}: every hart it may wait on is handing a VS-file to a vCPU that has not entered yet; try again",
-                    spec.vm
-                )));
+                return Err(CoreError::Refused(
+                    Refusal::TryAgain,
+                    format!(
+                        "burstable vm {}: every hart it may wait on is handing a VS-file to a vCPU that has not entered yet; try again",
+                        spec.vm
+                    ),
+                ));
             }
             &safe_scope
         }
@@ -301,12 +307,15 @@ fn swap(
     free: &[u32],
 ) -> Result<Swap, CoreError> {
     let refuse = |why: &str| {
-        CoreError::Refused(format!(
-            "guaranteed vm {} needs {}; {} free and {why}",
-            spec.vm,
-            vsfiles(spec.vcpus as usize),
-            eligible.iter().map(|&h| free[h as usize]).sum::<u32>(),
-        ))
+        CoreError::Refused(
+            Refusal::NoFreeVsFile,
+            format!(
+                "guaranteed vm {} needs {}; {} free and {why}",
+                spec.vm,
+                vsfiles(spec.vcpus as usize),
+                eligible.iter().map(|&h| free[h as usize]).sum::<u32>(),
+            ),
+        )
     };
     let in_scope: HashSet<HartId> = eligible.iter().copied().collect();
     let hart_of =
@@ -562,16 +571,22 @@ pub fn plan_migrate(
         )
     })?;
     if !hart.online {
-        return Err(CoreError::Refused(format!("hart {to} is offline")));
+        return Err(CoreError::Refused(
+            Refusal::HartUnavailable,
+            format!("hart {to} is offline"),
+        ));
     }
     if ledger.is_drained(to) {
-        return Err(CoreError::Refused(format!("hart {to} is drained")));
+        return Err(CoreError::Refused(
+            Refusal::HartUnavailable,
+            format!("hart {to} is drained"),
+        ));
     }
     if !vm.allows(to) {
-        return Err(CoreError::Refused(format!(
-            "vm {} may not use hart {to}",
-            key.vm
-        )));
+        return Err(CoreError::Refused(
+            Refusal::HartUnavailable,
+            format!("vm {} may not use hart {to}", key.vm),
+        ));
     }
     let backing = if to == v.hart {
         v.backing
@@ -580,16 +595,20 @@ pub fn plan_migrate(
             (Class::BestEffort, _) => Backing::Mrif,
             (_, true) => Backing::VsFile,
             (Class::Burstable, false) if !ledger.safe_for_waiting(topology, to) => {
-                return Err(CoreError::Refused(format!(
-                    "hart {to} is handing a VS-file to a vCPU that has not entered yet"
-                )));
+                return Err(CoreError::Refused(
+                    Refusal::TryAgain,
+                    format!("hart {to} is handing a VS-file to a vCPU that has not entered yet"),
+                ));
             }
             (Class::Burstable, false) => Backing::Mrif,
             (Class::Guaranteed, false) => {
-                return Err(CoreError::Refused(format!(
-                    "hart {to} has no free VS-file; guaranteed vm {} vcpu {} keeps its file on hart {}",
-                    key.vm, key.vcpu, v.hart
-                )));
+                return Err(CoreError::Refused(
+                    Refusal::NoFreeVsFile,
+                    format!(
+                        "hart {to} has no free VS-file; guaranteed vm {} vcpu {} keeps its file on hart {}",
+                        key.vm, key.vcpu, v.hart
+                    ),
+                ));
             }
         }
     };
@@ -648,16 +667,22 @@ pub fn plan_evacuate(
             }
             None if force => stranded.push(key),
             None if class == Class::Guaranteed => {
-                return Err(CoreError::Refused(format!(
-                    "cannot drain hart {hart}: guaranteed vm {} vcpu {} has no free VS-file on another hart",
-                    key.vm, key.vcpu
-                )));
+                return Err(CoreError::Refused(
+                    Refusal::WouldStrand,
+                    format!(
+                        "cannot drain hart {hart}: guaranteed vm {} vcpu {} has no free VS-file on another hart",
+                        key.vm, key.vcpu
+                    ),
+                ));
             }
             None => {
-                return Err(CoreError::Refused(format!(
-                    "cannot drain hart {hart}: {class} vm {} vcpu {} has no other hart it may use",
-                    key.vm, key.vcpu
-                )));
+                return Err(CoreError::Refused(
+                    Refusal::WouldStrand,
+                    format!(
+                        "cannot drain hart {hart}: {class} vm {} vcpu {} has no other hart it may use",
+                        key.vm, key.vcpu
+                    ),
+                ));
             }
         }
     }

@@ -80,7 +80,7 @@ fn guaranteed_refused_whole_when_nothing_can_be_swapped() {
     let mut l = Ledger::new(&t);
     place(&t, &mut l, "a", 7, Class::Guaranteed);
     match plan_place(&t, &l, &spec("b", 4, Class::Guaranteed)) {
-        Err(CoreError::Refused(msg)) => {
+        Err(CoreError::Refused(_, msg)) => {
             assert!(
                 msg.contains("needs 4 VS-files; 3 free and only 0 can be taken"),
                 "{msg}"
@@ -233,7 +233,7 @@ fn migrate_keeps_the_file_or_refuses_guaranteed_or_drops_burstable_to_mrif() {
     let other = 1 - g_hart;
     assert!(matches!(
         plan_migrate(&t, &l, &key("g", 0), other),
-        Err(CoreError::Refused(_))
+        Err(CoreError::Refused(..))
     ));
     let m = plan_migrate(&t, &l, &key("b", 0), g_hart).unwrap();
     assert_eq!(m.backing, Backing::Mrif);
@@ -273,7 +273,7 @@ fn evacuate_refuses_when_a_guaranteed_vcpu_has_nowhere_to_go() {
     );
     place(&t, &mut l, "g2", 1, Class::Guaranteed);
     match plan_evacuate(&t, &l, 0, false) {
-        Err(CoreError::Refused(msg)) => assert!(msg.contains("cannot drain hart 0"), "{msg}"),
+        Err(CoreError::Refused(_, msg)) => assert!(msg.contains("cannot drain hart 0"), "{msg}"),
         other => panic!("{other:?}"),
     }
     let (_, stranded) = plan_evacuate(&t, &l, 0, true).unwrap();
@@ -349,7 +349,7 @@ fn a_host_without_guest_files_takes_only_best_effort() {
     let mut l = Ledger::new(&t);
     for class in [Class::Guaranteed, Class::Burstable] {
         match plan_place(&t, &l, &spec("a", 1, class)) {
-            Err(CoreError::Refused(msg)) => assert!(msg.contains("only AIA mode emul"), "{msg}"),
+            Err(CoreError::Refused(_, msg)) => assert!(msg.contains("only AIA mode emul"), "{msg}"),
             other => panic!("{other:?}"),
         }
     }

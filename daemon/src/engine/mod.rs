@@ -73,7 +73,9 @@ impl Engine {
             drifting: HashSet::new(),
             store: None,
         };
-        engine.metrics.refresh(&engine.status());
+        engine
+            .metrics
+            .refresh(engine.host.topology(), &engine.ledger);
         engine
     }
 

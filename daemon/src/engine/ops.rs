@@ -2,6 +2,7 @@
 //! carried out on the host, then settled.
 
 use std::collections::HashSet;
+use std::time::Instant;
 
 use tracing::{error, info, warn};
 
@@ -75,9 +76,13 @@ impl Engine {
     }
 
     fn plan(&self, spec: &PlaceSpec) -> Result<Placement, CoreError> {
-        policy::plan_place(self.topology(), &self.ledger, spec).inspect_err(|e| {
-            if matches!(e, CoreError::Refused(_)) {
-                self.metrics.refused(spec.class);
+        let started = Instant::now();
+        let plan = policy::plan_place(self.topology(), &self.ledger, spec);
+        self.metrics
+            .decided("place", started.elapsed().as_secs_f64());
+        plan.inspect_err(|e| {
+            if let CoreError::Refused(reason, _) = e {
+                self.metrics.refused(spec.class, *reason);
                 info!(vm = %spec.vm, class = %spec.class, "placement refused: {e}");
             }
         })
@@ -108,7 +113,11 @@ impl Engine {
         hart: HartId,
         now: Millis,
     ) -> Result<MoveOutcome, EngineError> {
-        let m = policy::plan_migrate(self.topology(), &self.ledger, key, hart)?;
+        let started = Instant::now();
+        let m = policy::plan_migrate(self.topology(), &self.ledger, key, hart);
+        self.metrics
+            .decided("migrate", started.elapsed().as_secs_f64());
+        let m = m?;
         let before = self.vcpu_view(key)?;
         self.pin([&m]);
         policy::apply_moves(&mut self.ledger, [&m], now)?;
@@ -126,7 +135,11 @@ impl Engine {
     /// `undrain`. Refused whole if a guaranteed vCPU has nowhere to go.
     pub fn drain(&mut self, hart: HartId, now: Millis) -> Result<Vec<MoveView>, EngineError> {
         self.check_hart(hart)?;
-        let (moves, _) = policy::plan_evacuate(self.topology(), &self.ledger, hart, false)?;
+        let started = Instant::now();
+        let plan = policy::plan_evacuate(self.topology(), &self.ledger, hart, false);
+        self.metrics
+            .decided("drain", started.elapsed().as_secs_f64());
+        let (moves, _) = plan?;
         self.ledger.set_drained(hart, true);
         self.apply_evacuation(&moves, now)?;
         info!(hart, moved = moves.len(), "drained");

@@ -37,7 +37,7 @@ impl Engine {
                 break;
             }
         }
-        self.metrics.refresh(&self.status());
+        self.metrics.refresh(self.host.topology(), &self.ledger);
     }
 
     /// Takes in what the host shows; true if the ledger changed. Where KVM
@@ -209,12 +209,15 @@ impl Engine {
 
     /// Hands free VS-files to waiting burstable vCPUs; true if any moved.
     fn promote(&mut self, now: Millis) -> bool {
+        let started = std::time::Instant::now();
         let moves = policy::plan_promotions(
             self.host.topology(),
             &self.ledger,
             now,
             self.config.min_move_interval,
         );
+        self.metrics
+            .decided("promote", started.elapsed().as_secs_f64());
         if moves.is_empty() {
             return false;
         }
