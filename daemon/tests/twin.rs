@@ -170,7 +170,7 @@ fn run(e: &mut Engine, ops: Vec<Op>) -> Result<(), TestCaseError> {
         let refused = |r: Result<(), EngineError>| match r {
             Ok(()) => Ok(false),
             Err(EngineError::Core(
-                CoreError::Refused(_)
+                CoreError::Refused(..)
                 | CoreError::VmExists(_)
                 | CoreError::VmNotFound(_)
                 | CoreError::InvalidArgument { .. }
