@@ -2,6 +2,7 @@ mod args;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use ifad::clock::Clock;
@@ -13,6 +14,7 @@ use ifad::host::linux::discover::discover;
 use ifad::host::linux::threads::DEFAULT_PATTERNS;
 use ifad::host::linux::{DriftPolicy, LinuxConfig, LinuxHost};
 use ifad::host::sim::SimHost;
+use ifad::liveness::Liveness;
 use ifad::metrics::Metrics;
 use ifad::state::{Loaded, StateDir};
 use tokio::sync::watch;
@@ -96,7 +98,15 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 /// releases completing, pending VMs becoming ready, promotions.
 const TICK: std::time::Duration = std::time::Duration::from_millis(500);
 
-async fn tick(engine: EngineHandle, clock: Clock, stop: impl std::future::Future<Output = ()>) {
+/// The control loop. Each completed tick is what keeps the daemon live
+/// (`/live`) and feeds systemd's watchdog: a stuck engine stops both.
+async fn tick(
+    engine: EngineHandle,
+    clock: Clock,
+    liveness: Arc<Liveness>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let watchdog = ifad::notify::watchdog_enabled();
     let mut interval = tokio::time::interval(TICK);
     tokio::pin!(stop);
     loop {
@@ -106,6 +116,10 @@ async fn tick(engine: EngineHandle, clock: Clock, stop: impl std::future::Future
                 let now = clock.now();
                 if engine.call(move |e| e.tick(now)).await.is_err() {
                     return;
+                }
+                liveness.ticked();
+                if watchdog {
+                    ifad::notify::watchdog();
                 }
             }
         }
@@ -174,6 +188,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         })
         .context("starting the engine")?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<bool>();
+    let liveness = Arc::new(Liveness::new(clock));
 
     let socket: PathBuf = args.socket.unwrap_or_else(ifa_api::socket::default_path);
     let listener = ifad::socket::bind(&socket)?;
@@ -195,6 +210,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Some(tokio::spawn(ifad::metrics_http::serve(
                 tcp,
                 metrics,
+                liveness.clone(),
                 stopped(),
             )))
         }
@@ -227,12 +243,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     // The API and the ticker hold the last engine handles: the engine
     // thread ends once both have stopped.
-    let ticker = tokio::spawn(tick(engine, clock, stopped()));
+    let ticker = tokio::spawn(tick(engine, clock, liveness.clone(), stopped()));
     let _ = ready_tx.send(true);
+    liveness.set_ready();
+    ifad::notify::ready();
     info!("ready");
 
     shutdown.await;
     info!("shutting down");
+    ifad::notify::stopping();
     let _ = stop_tx.send(true);
     api.await?.context("gRPC server")?;
     ticker.await?;
