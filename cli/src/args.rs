@@ -73,6 +73,24 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         vm: String,
     },
+    /// Print events as they happen (placed, refused, demoted, promoted,
+    /// migrated, drained, drift, released, hart) until interrupted.
+    Watch {
+        /// Resume after this sequence number (the SEQ of the last event
+        /// seen), replaying what was missed.
+        #[arg(long, value_name = "SEQ")]
+        after: Option<u64>,
+        /// Exit after this many events.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `ifactl man | man -l -`.
+    Man,
 }
 
 #[derive(Debug, clap::Args)]

@@ -161,6 +161,29 @@ async fn run(args: Args) -> Result<(), Failure> {
             let vm = client.get_vm(v1::GetVmRequest { vm }).await?.into_inner();
             print(out, &model::Vm::from(vm), render::vm);
         }
+        Command::Watch { after, count } => {
+            let mut stream = client.watch(v1::WatchRequest { after }).await?.into_inner();
+            if out == Output::Table {
+                println!("{}", render::EVENT_HEADER);
+            }
+            let mut seen = 0u64;
+            while let Some(e) = stream.message().await? {
+                let e = model::Event::from(e);
+                match out {
+                    // One JSON document per line, for `jq` and log shippers.
+                    Output::Json => match serde_json::to_string(&e) {
+                        Ok(json) => println!("{json}"),
+                        Err(err) => eprintln!("ifactl: cannot encode JSON: {err}"),
+                    },
+                    Output::Table => print!("{}", render::event(&e)),
+                }
+                seen += 1;
+                if count.is_some_and(|n| seen >= n) {
+                    break;
+                }
+            }
+        }
+        Command::Completions { .. } | Command::Man => unreachable!("answered without ifad"),
         Command::Release { vm } => {
             let r = client
                 .release(v1::ReleaseRequest { vm: vm.clone() })
@@ -181,9 +204,32 @@ async fn run(args: Args) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Completions and the man page need no daemon.
+fn offline(command: &Command) -> Option<std::io::Result<()>> {
+    use clap::CommandFactory;
+    let mut cmd = Args::command();
+    match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut cmd, "ifactl", &mut std::io::stdout());
+            Some(Ok(()))
+        }
+        Command::Man => Some(clap_mangen::Man::new(cmd).render(&mut std::io::stdout())),
+        _ => None,
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args: Args = ifa_api::cli::parse_or_exit("ifactl");
+    if let Some(done) = offline(&args.command) {
+        return match done {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ifactl: {e}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        };
+    }
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Rpc(status)) => {

@@ -228,3 +228,58 @@ impl From<v1::PlaceResponse> for Vm {
         vm
     }
 }
+
+#[derive(Debug, Serialize)]
+pub struct Event {
+    pub seq: u64,
+    pub time_unix_ms: i64,
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub vm: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vcpu: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hart: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_hart: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_hart: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backing: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<&'static str>,
+    pub message: String,
+}
+
+fn event_kind_name(raw: i32) -> &'static str {
+    match v1::EventKind::try_from(raw) {
+        Ok(v1::EventKind::Placed) => "placed",
+        Ok(v1::EventKind::Refused) => "refused",
+        Ok(v1::EventKind::Demoted) => "demoted",
+        Ok(v1::EventKind::Promoted) => "promoted",
+        Ok(v1::EventKind::Migrated) => "migrated",
+        Ok(v1::EventKind::Drained) => "drained",
+        Ok(v1::EventKind::Drift) => "drift",
+        Ok(v1::EventKind::Released) => "released",
+        Ok(v1::EventKind::Hart) => "hart",
+        _ => "unknown",
+    }
+}
+
+impl From<v1::Event> for Event {
+    fn from(e: v1::Event) -> Self {
+        Event {
+            seq: e.seq,
+            time_unix_ms: e.time_unix_ms,
+            kind: event_kind_name(e.kind),
+            vm: e.vm,
+            vcpu: e.vcpu,
+            hart: e.hart,
+            from_hart: e.from_hart,
+            to_hart: e.to_hart,
+            backing: (e.backing != 0).then(|| backing_name(e.backing)),
+            class: (e.class != 0).then(|| class_name(e.class)),
+            message: e.message,
+        }
+    }
+}

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use tabwriter::TabWriter;
 
-use crate::model::{Drained, Hart, Migrated, Move, Status, Vcpu, Vm};
+use crate::model::{Drained, Event, Hart, Migrated, Move, Status, Vcpu, Vm};
 
 fn aligned(lines: impl IntoIterator<Item = String>) -> String {
     let mut tw = TabWriter::new(Vec::new()).padding(2);
@@ -202,6 +202,35 @@ pub fn drained(d: &Drained) -> String {
         return format!("hart {} drained (nothing to move)\n", d.hart);
     }
     format!("hart {} drained; moved:\n{}", d.hart, moves(&d.moved))
+}
+
+/// Column headers of `watch`, printed once.
+pub const EVENT_HEADER: &str = "SEQ               TIME (UTC)    KIND      VM                VCPU  HART  FROM  TO    BACKING  MESSAGE";
+
+/// One `watch` line: fixed widths, as rows arrive one at a time.
+pub fn event(e: &Event) -> String {
+    let num = |n: Option<u32>| n.map_or("-".to_string(), |n| n.to_string());
+    let ms = e.time_unix_ms.rem_euclid(86_400_000);
+    let time = format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    );
+    format!(
+        "{:<17} {:<13} {:<9} {:<17} {:<5} {:<5} {:<5} {:<5} {:<8} {}\n",
+        e.seq,
+        time,
+        e.kind,
+        if e.vm.is_empty() { "-" } else { &e.vm },
+        num(e.vcpu),
+        num(e.hart),
+        num(e.from_hart),
+        num(e.to_hart),
+        e.backing.unwrap_or("-"),
+        e.message
+    )
 }
 
 #[cfg(test)]

@@ -193,6 +193,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let socket: PathBuf = args.socket.unwrap_or_else(ifa_api::socket::default_path);
     let listener = ifad::socket::bind(&socket)?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let api_stop = stop_rx.clone();
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -222,7 +223,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         engine.clone(),
         clock,
         async move { ready_rx.await.unwrap_or(false) },
-        stopped(),
+        api_stop,
     ));
     match restored
         .await

@@ -4,6 +4,7 @@ use std::future::Future;
 
 use ifa_api::v1::allocator_server::AllocatorServer;
 use tokio::net::UnixListener;
+use tokio::sync::watch;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
 
@@ -18,7 +19,7 @@ pub async fn serve_api(
     engine: EngineHandle,
     clock: Clock,
     ready: impl Future<Output = bool> + Send + 'static,
-    shutdown: impl Future<Output = ()> + Send,
+    stop: watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -33,7 +34,14 @@ pub async fn serve_api(
     });
     Server::builder()
         .add_service(health_service)
-        .add_service(AllocatorServer::new(AllocatorService::new(engine, clock)))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .add_service(AllocatorServer::new(AllocatorService::new(
+            engine,
+            clock,
+            stop.clone(),
+        )))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            let mut stop = stop;
+            let _ = stop.wait_for(|s| *s).await;
+        })
         .await
 }

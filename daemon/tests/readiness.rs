@@ -38,15 +38,13 @@ async fn not_serving_until_ready() {
     );
     let (handle, _thread) = actor::spawn(engine).unwrap();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<bool>();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(ifad::server::serve_api(
         listener,
         handle,
         Clock::start(),
         async move { ready_rx.await.unwrap_or(false) },
-        async move {
-            let _ = stop_rx.await;
-        },
+        stop_rx,
     ));
     assert_eq!(
         allocator_status(&socket).await,
@@ -63,6 +61,6 @@ async fn not_serving_until_ready() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert_eq!(status, ServingStatus::Serving as i32);
-    stop_tx.send(()).unwrap();
+    stop_tx.send(true).unwrap();
     server.await.unwrap().unwrap();
 }

@@ -5,6 +5,7 @@ use tonic::Status;
 
 use crate::core::{AiaMode, Backing, Class, CoreError};
 use crate::engine::actor::EngineGone;
+use crate::engine::events::{Event, EventKind};
 use crate::engine::{
     EngineError, HartView, MoveOutcome, MoveView, PlaceOutcome, StatusView, VcpuView, VmState,
     VmView,
@@ -126,6 +127,33 @@ pub fn hart_to_proto(h: HartView) -> v1::Hart {
         vcpus: h.vcpus,
         drained: h.drained,
         releasing: h.releasing,
+    }
+}
+
+pub fn event_to_proto(e: Event) -> v1::Event {
+    let kind = match e.kind {
+        EventKind::Placed => v1::EventKind::Placed,
+        EventKind::Refused => v1::EventKind::Refused,
+        EventKind::Demoted => v1::EventKind::Demoted,
+        EventKind::Promoted => v1::EventKind::Promoted,
+        EventKind::Migrated => v1::EventKind::Migrated,
+        EventKind::Drained => v1::EventKind::Drained,
+        EventKind::Drift => v1::EventKind::Drift,
+        EventKind::Released => v1::EventKind::Released,
+        EventKind::Hart => v1::EventKind::Hart,
+    };
+    v1::Event {
+        seq: e.seq,
+        time_unix_ms: e.time_unix_ms,
+        kind: kind as i32,
+        vm: e.vm.map(|v| v.to_string()).unwrap_or_default(),
+        vcpu: e.vcpu,
+        hart: e.hart,
+        from_hart: e.from,
+        to_hart: e.to,
+        backing: e.backing.map_or(v1::Backing::Unspecified, backing_to_proto) as i32,
+        class: e.class.map_or(v1::Class::Unspecified, class_to_proto) as i32,
+        message: e.message,
     }
 }
 

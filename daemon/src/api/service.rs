@@ -2,9 +2,16 @@ use ifa_api::v1;
 use ifa_api::v1::allocator_server::Allocator;
 use tonic::{Request, Response, Status};
 
+use std::pin::Pin;
+
+use tokio::sync::watch;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::{BroadcastStream, WatchStream};
+use tokio_stream::{Stream, StreamExt};
+
 use crate::api::convert::{
-    class_from_proto, core_status, hart_to_proto, migrate_to_proto, move_to_proto, place_to_proto,
-    status_to_proto, vm_to_proto,
+    class_from_proto, core_status, event_to_proto, hart_to_proto, migrate_to_proto, move_to_proto,
+    place_to_proto, status_to_proto, vm_to_proto,
 };
 use crate::clock::Clock;
 use crate::core::request::PlaceSpec;
@@ -16,11 +23,18 @@ use crate::engine::actor::EngineHandle;
 pub struct AllocatorService {
     engine: EngineHandle,
     clock: Clock,
+    /// Turns true on shutdown: watch streams end then, or they would hold
+    /// the server (and the daemon) open.
+    stop: watch::Receiver<bool>,
 }
 
 impl AllocatorService {
-    pub fn new(engine: EngineHandle, clock: Clock) -> Self {
-        AllocatorService { engine, clock }
+    pub fn new(engine: EngineHandle, clock: Clock, stop: watch::Receiver<bool>) -> Self {
+        AllocatorService {
+            engine,
+            clock,
+            stop,
+        }
     }
 
     fn now(&self) -> u64 {
@@ -37,8 +51,45 @@ fn place_spec(r: v1::PlaceRequest) -> Result<PlaceSpec, Status> {
     )
 }
 
+type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Allocator for AllocatorService {
+    type WatchStream = EventStream;
+
+    async fn watch(&self, req: Request<v1::WatchRequest>) -> Result<Response<EventStream>, Status> {
+        let after = req.into_inner().after;
+        let (missed, live) = self
+            .engine
+            .call(move |e| e.watch(after))
+            .await?
+            .map_err(|e| Status::out_of_range(e.to_string()))?;
+        let mut last = missed.last().map(|e| e.seq).or(after);
+        let live = BroadcastStream::new(live).map(move |r| match r {
+            Ok(e) => {
+                last = Some(e.seq);
+                Ok(event_to_proto(e))
+            }
+            // A watcher that cannot keep up is cut off with where to resume;
+            // it never silently misses events.
+            Err(BroadcastStreamRecvError::Lagged(n)) => Err(Status::aborted(format!(
+                "this watcher fell {n} events behind; watch again after {}",
+                last.map_or("now".to_string(), |s| s.to_string())
+            ))),
+        });
+        let events = tokio_stream::iter(missed.into_iter().map(|e| Ok(event_to_proto(e))))
+            .chain(live)
+            .map(Some);
+        let stop = WatchStream::new(self.stop.clone())
+            .filter(|stopping| *stopping)
+            .map(|_| None);
+        let stream = events
+            .merge(stop)
+            .take_while(Option::is_some)
+            .map(|e| e.expect("taken while some"));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn get_status(
         &self,
         _: Request<v1::GetStatusRequest>,

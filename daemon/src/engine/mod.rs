@@ -3,6 +3,7 @@
 //! no state is ever shared or locked.
 
 pub mod actor;
+pub mod events;
 mod ops;
 mod restore;
 mod settle;
@@ -15,6 +16,7 @@ use crate::core::{CoreError, HartId, Ledger, Topology, VcpuKey, VmId};
 use crate::host::{Host, HostError};
 use crate::metrics::Metrics;
 use crate::state::{Snapshot, StateDir, StateError};
+use events::{Event, EventLog, Expired};
 pub use ops::{MoveOutcome, PlaceOutcome};
 pub use restore::RestoreReport;
 pub use view::{HartView, MoveView, StatusView, VcpuView, VmState, VmView};
@@ -58,6 +60,7 @@ pub struct Engine {
     drifting: HashSet<(VcpuKey, Vec<HartId>)>,
     /// Where every change is made durable; `None` until restored.
     store: Option<StateDir>,
+    events: EventLog,
 }
 
 impl Engine {
@@ -72,6 +75,7 @@ impl Engine {
             corrections: 0,
             drifting: HashSet::new(),
             store: None,
+            events: EventLog::default(),
         };
         engine
             .metrics
@@ -139,6 +143,14 @@ impl Engine {
                 Err(e.into())
             }
         }
+    }
+
+    /// Events missed since `after` and the live feed (see `EventLog`).
+    pub fn watch(
+        &self,
+        after: Option<u64>,
+    ) -> Result<(Vec<Event>, tokio::sync::broadcast::Receiver<Event>), Expired> {
+        self.events.subscribe(after)
     }
 
     pub fn status(&self) -> StatusView {

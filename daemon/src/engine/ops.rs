@@ -10,6 +10,7 @@ use crate::core::ledger::Millis;
 use crate::core::policy::{self, Move, Placement};
 use crate::core::request::PlaceSpec;
 use crate::core::{Backing, Class, CoreError, HartId, VcpuKey, VmId};
+use crate::engine::events::{Event, EventKind};
 use crate::engine::view::{MoveView, VcpuView, VmView};
 use crate::engine::{Engine, EngineError};
 
@@ -46,9 +47,33 @@ impl Engine {
         }
         self.metrics.placed(spec.class, &placement);
         let demoted: Vec<MoveView> = placement.demotions.iter().map(MoveView::from).collect();
-        for d in &demoted {
-            info!(vm = %d.vm, vcpu = d.vcpu, from = d.from, to = d.to, backing = d.backing.as_str(), "demoted for vm {}", spec.vm);
+        for d in &placement.demotions {
+            info!(vm = %d.key.vm, vcpu = d.key.vcpu, from = d.from, to = d.to, backing = d.backing.as_str(), "demoted for vm {}", spec.vm);
+            self.events.emit(
+                Event::new(EventKind::Demoted, format!("for guaranteed vm {}", spec.vm))
+                    .vm(&d.key.vm)
+                    .vcpu(d.key.vcpu)
+                    .moved(d.from, d.to, d.backing),
+            );
         }
+        self.events.emit(
+            Event::new(
+                EventKind::Placed,
+                format!(
+                    "{} vCPUs: {} on VS-files, {} on MRIF{}",
+                    spec.vcpus,
+                    placement.count(Backing::VsFile),
+                    placement.count(Backing::Mrif),
+                    if placement.pending() {
+                        "; pending until demoted vCPUs free their files"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+            .vm(&spec.vm)
+            .class(spec.class),
+        );
         info!(
             vm = %spec.vm,
             class = %spec.class,
@@ -75,14 +100,19 @@ impl Engine {
         })
     }
 
-    fn plan(&self, spec: &PlaceSpec) -> Result<Placement, CoreError> {
+    fn plan(&mut self, spec: &PlaceSpec) -> Result<Placement, CoreError> {
         let started = Instant::now();
         let plan = policy::plan_place(self.topology(), &self.ledger, spec);
         self.metrics
             .decided("place", started.elapsed().as_secs_f64());
         plan.inspect_err(|e| {
-            if let CoreError::Refused(reason, _) = e {
+            if let CoreError::Refused(reason, why) = e {
                 self.metrics.refused(spec.class, *reason);
+                self.events.emit(
+                    Event::new(EventKind::Refused, why.clone())
+                        .vm(&spec.vm)
+                        .class(spec.class),
+                );
                 info!(vm = %spec.vm, class = %spec.class, "placement refused: {e}");
             }
         })
@@ -90,6 +120,15 @@ impl Engine {
 
     /// Frees everything a VM held; returns how many VS-files it held.
     pub fn release(&mut self, id: &VmId, now: Millis) -> Result<u32, EngineError> {
+        self.release_because(id, now, "on request")
+    }
+
+    pub(super) fn release_because(
+        &mut self,
+        id: &VmId,
+        now: Millis,
+        why: &str,
+    ) -> Result<u32, EngineError> {
         let record = self.ledger.remove(id)?;
         self.failed_entries.retain(|k| &k.vm != id);
         if let Err(e) = self.host.release_vm(id) {
@@ -101,6 +140,14 @@ impl Engine {
             .filter(|v| v.backing == Backing::VsFile)
             .count() as u32;
         info!(vm = %id, vsfiles_freed = freed, "released");
+        self.events.emit(
+            Event::new(
+                EventKind::Released,
+                format!("{why}; {freed} VS-files freed"),
+            )
+            .vm(id)
+            .class(record.class),
+        );
         self.settle(now);
         self.checkpoint(now)?;
         Ok(freed)
@@ -123,6 +170,12 @@ impl Engine {
         policy::apply_moves(&mut self.ledger, [&m], now)?;
         self.metrics.migrated();
         info!(vm = %key.vm, vcpu = key.vcpu, from = m.from, to = m.to, backing = m.backing.as_str(), "migrated");
+        self.events.emit(
+            Event::new(EventKind::Migrated, "on request")
+                .vm(&key.vm)
+                .vcpu(key.vcpu)
+                .moved(m.from, m.to, m.backing),
+        );
         self.settle(now);
         self.checkpoint(now)?;
         Ok(MoveOutcome {
@@ -141,8 +194,15 @@ impl Engine {
             .decided("drain", started.elapsed().as_secs_f64());
         let (moves, _) = plan?;
         self.ledger.set_drained(hart, true);
-        self.apply_evacuation(&moves, now)?;
+        self.apply_evacuation(&moves, now, &format!("hart {hart} drained"))?;
         info!(hart, moved = moves.len(), "drained");
+        self.events.emit(
+            Event::new(
+                EventKind::Drained,
+                format!("drained; {} vCPUs moved", moves.len()),
+            )
+            .hart(hart),
+        );
         self.checkpoint(now)?;
         Ok(moves.iter().map(MoveView::from).collect())
     }
@@ -151,6 +211,8 @@ impl Engine {
         self.check_hart(hart)?;
         self.ledger.set_drained(hart, false);
         info!(hart, "undrained");
+        self.events
+            .emit(Event::new(EventKind::Drained, "undrained").hart(hart));
         self.settle(now);
         self.checkpoint(now)?;
         Ok(())
@@ -171,7 +233,7 @@ impl Engine {
     pub fn tick(&mut self, now: Millis) {
         for id in self.host.exited_vms() {
             info!(vm = %id, "its VMM exited");
-            if let Err(e) = self.release(&id, now) {
+            if let Err(e) = self.release_because(&id, now, "its VMM exited") {
                 warn!(vm = %id, "releasing after the VMM exited: {e}");
             }
         }
@@ -223,6 +285,15 @@ impl Engine {
                 "left it"
             };
             warn!(vm = %d.vm, vcpu = d.vcpu, tid = d.tid, want = d.want, found = ?d.found, "vCPU thread affinity changed by someone else; {action}");
+            self.events.emit(
+                Event::new(
+                    EventKind::Drift,
+                    format!("thread {} found on harts {:?}; {action}", d.tid, d.found),
+                )
+                .vm(&d.vm)
+                .vcpu(d.vcpu)
+                .hart(d.want),
+            );
         }
         self.drifting = now_drifting;
     }
@@ -250,9 +321,13 @@ impl Engine {
             .collect();
         for hart in offline {
             self.ledger.hart_lost_lines(hart);
+            self.events
+                .emit(Event::new(EventKind::Hart, "went offline").hart(hart));
             match policy::plan_evacuate(self.topology(), &self.ledger, hart, true) {
                 Ok((moves, stranded)) => {
-                    if let Err(e) = self.apply_evacuation(&moves, now) {
+                    if let Err(e) =
+                        self.apply_evacuation(&moves, now, &format!("hart {hart} offline"))
+                    {
                         error!(hart, "evacuating an offline hart: {e}");
                     }
                     for k in &stranded {
@@ -272,7 +347,7 @@ impl Engine {
         let back = policy::plan_restore(self.topology(), &self.ledger);
         if !back.is_empty() {
             info!(moved = back.len(), "vCPUs back on harts their VMs may use");
-            if let Err(e) = self.apply_evacuation(&back, now) {
+            if let Err(e) = self.apply_evacuation(&back, now, "back on a hart the VM may use") {
                 error!("moving vCPUs back to their allowed harts: {e}");
             }
         }
@@ -284,7 +359,20 @@ impl Engine {
     /// departing holder) unless a guaranteed vCPU is taking a line where
     /// they go. These enter, and their new lines are held, before the rest
     /// can run beside them.
-    fn apply_evacuation(&mut self, moves: &[Move], now: Millis) -> Result<(), CoreError> {
+    fn apply_evacuation(
+        &mut self,
+        moves: &[Move],
+        now: Millis,
+        why: &str,
+    ) -> Result<(), CoreError> {
+        for m in moves {
+            self.events.emit(
+                Event::new(EventKind::Migrated, why)
+                    .vm(&m.key.vm)
+                    .vcpu(m.key.vcpu)
+                    .moved(m.from, m.to, m.backing),
+            );
+        }
         let topology = self.host.topology();
         let guaranteed_to: Vec<HartId> = moves
             .iter()

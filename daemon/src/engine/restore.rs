@@ -46,7 +46,10 @@ impl Engine {
         let mut report = RestoreReport::default();
         for id in &found.gone {
             info!(vm = %id, "its VMM exited while ifad was down");
-            if self.release(id, now).is_ok() {
+            if self
+                .release_because(id, now, "its VMM exited while ifad was down")
+                .is_ok()
+            {
                 report.released += 1;
             }
         }

@@ -8,6 +8,7 @@ use crate::core::ledger::Millis;
 use crate::core::policy;
 use crate::core::{Backing, Class, VcpuKey, VmId};
 use crate::engine::Engine;
+use crate::engine::events::{Event, EventKind};
 use crate::host::Observed;
 
 /// How an observation differs from what the ledger predicted.
@@ -224,6 +225,12 @@ impl Engine {
         self.pin(&moves);
         for m in &moves {
             info!(vm = %m.key.vm, vcpu = m.key.vcpu, from = m.from, to = m.to, "promoted to a VS-file");
+            self.events.emit(
+                Event::new(EventKind::Promoted, "a VS-file came free")
+                    .vm(&m.key.vm)
+                    .vcpu(m.key.vcpu)
+                    .moved(m.from, m.to, m.backing),
+            );
         }
         if let Err(e) = policy::apply_moves(&mut self.ledger, &moves, now) {
             error!("promotion: {e}");
