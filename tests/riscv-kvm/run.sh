@@ -19,8 +19,8 @@ timeout "${BOOT_TIMEOUT:-900}" qemu-system-riscv64 \
     -append "console=ttyS0 quiet loglevel=4 rdinit=/init" >"$log" 2>&1 </dev/null || true
 stage done
 tr -d '\r' <"$log" >"$log.txt"
-grep -E '^  [0-9a-z-]+\| ' "$log.txt" || true
-results=$(grep -E '^IFAD-SCENARIO (PASS|FAIL)' "$log.txt" | sed 's/^IFAD-SCENARIO //')
+grep -a -E '^  [0-9a-z-]+\| ' "$log.txt" || true
+results=$(grep -a -E '^IFAD-SCENARIO (PASS|FAIL)' "$log.txt" | sed 's/^IFAD-SCENARIO //')
 expected=$(ls "${IFAD_RIG_SCENARIOS:-$HERE/scenarios}"/[0-9]* | wc -l)
 if [ -z "$results" ]; then
     echo "FAIL boot: no scenario ran; see $log.txt"; tail -20 "$log.txt"; exit 1
