@@ -3,13 +3,14 @@
 
 use std::process::Command;
 
-use ifa_e2e::{Ctl, Daemon, STATE_DIR_ENV, bin};
+use ifa_e2e::{CONFIG_ENV, Ctl, Daemon, STATE_DIR_ENV, bin};
 
 fn ifad(args: &[&str]) -> Ctl {
     let state = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(bin("ifad"));
     cmd.env_remove(ifa_api::socket::SOCKET_ENV)
         .env(STATE_DIR_ENV, state.path())
+        .env(CONFIG_ENV, "/dev/null")
         .args(args);
     Ctl::run(cmd)
 }

@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use ifa_e2e::{Ctl, Daemon, STATE_DIR_ENV, bin};
+use ifa_e2e::{CONFIG_ENV, Ctl, Daemon, STATE_DIR_ENV, bin};
 use serde_json::Value;
 
 fn start(spec: &str, state: &Path) -> Daemon {
@@ -192,6 +192,7 @@ fn ifad(args: &[&str]) -> Ctl {
     let mut cmd = std::process::Command::new(bin("ifad"));
     cmd.env_remove(ifa_api::socket::SOCKET_ENV)
         .env_remove(STATE_DIR_ENV)
+        .env(CONFIG_ENV, "/dev/null")
         .args(args)
         .args(["--metrics-listen", "off", "--socket"])
         .arg(sock.path().join("s.sock"));

@@ -17,6 +17,8 @@ use serde_json::Value;
 /// Where ifad keeps its state when `--state-dir` is not given; tests always
 /// point it into a temp dir.
 pub const STATE_DIR_ENV: &str = "IFAD_STATE_DIR";
+/// The config file, unless `--config` names one; tests use /dev/null.
+pub const CONFIG_ENV: &str = "IFAD_CONFIG";
 
 /// How long a daemon may take to say it is ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -80,6 +82,8 @@ impl Daemon {
         // Its own state dir, unless the test names one with --state-dir.
         cmd.env_remove(ifa_api::socket::SOCKET_ENV)
             .env(STATE_DIR_ENV, dir.path().join("state"))
+            // Never this machine's /etc/ifad/ifad.toml.
+            .env(CONFIG_ENV, "/dev/null")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -70,3 +70,85 @@ fn speaks_systemds_notify_protocol_ready_watchdog_stopping() {
     assert!(status.success());
     wait_for(&sock, "STOPPING=1", Duration::from_secs(1));
 }
+
+fn ifad(args: &[&str], env: &[(&str, &str)]) -> ifa_e2e::Ctl {
+    let mut cmd = Command::new(bin("ifad"));
+    cmd.env_remove(ifa_api::socket::SOCKET_ENV)
+        .env(ifa_e2e::CONFIG_ENV, "/dev/null")
+        .envs(env.iter().copied())
+        .args(args);
+    ifa_e2e::Ctl::run(cmd)
+}
+
+#[test]
+fn check_config_names_the_file_the_key_and_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "simulate = \"harts=4,files=2\"\nmin-move-interval = 5\n",
+    )
+    .unwrap();
+    let out = ifad(&["--check-config", "--config", good.to_str().unwrap()], &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("configuration OK"), "{out:?}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "simulate = \"harts=4,files=99\"\n").unwrap();
+    for args in [
+        vec!["--check-config", "--config", bad.to_str().unwrap()],
+        vec!["--config", bad.to_str().unwrap()],
+    ] {
+        let out = ifad(&args, &[]);
+        assert_eq!(out.code, 2, "{out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+        assert!(
+            out.stderr
+                .starts_with(&format!("ifad: {}: key `simulate`: ", bad.display())),
+            "{out:?}"
+        );
+    }
+    // The default file is read from IFAD_CONFIG as well.
+    let out = ifad(
+        &["--check-config"],
+        &[("IFAD_CONFIG", bad.to_str().unwrap())],
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+}
+
+#[test]
+fn the_environment_and_flags_override_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ifad.toml");
+    let from_file = dir.path().join("file.sock");
+    let from_env = dir.path().join("env.sock");
+    std::fs::write(
+        &config,
+        format!(
+            "simulate = \"harts=3,files=2\"\nsocket = \"{}\"\nmetrics-listen = \"off\"\n",
+            from_file.display()
+        ),
+    )
+    .unwrap();
+    // IFAD_SOCKET beats the file's socket; the file's host is used.
+    let mut cmd = Command::new("env");
+    cmd.arg(format!(
+        "{}={}",
+        ifa_api::socket::SOCKET_ENV,
+        from_env.display()
+    ))
+    .arg(bin("ifad"))
+    .arg("--config")
+    .arg(&config);
+    let d = Daemon::spawn(cmd, from_env.clone(), tempfile::tempdir().unwrap());
+    assert!(!from_file.exists());
+    assert_eq!(d.json("status")["harts"], 3);
+    drop(d);
+    // A flag beats both.
+    let d = Daemon::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--simulate=harts=5,files=1",
+    ]);
+    assert_eq!(d.json("status")["harts"], 5);
+}

@@ -73,6 +73,17 @@ pub struct Args {
 
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// TOML file whose keys are these flags' names (`metrics-listen =
+    /// "0.0.0.0:9464"`, `no-kprobes = true`); flags and environment
+    /// variables override it [default: /etc/ifad/ifad.toml, if present]
+    #[arg(long, env = "IFAD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Check the configuration (file, environment, flags) and exit: 0 if
+    /// it is valid, 2 with the file, key and reason if not.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

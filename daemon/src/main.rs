@@ -1,4 +1,5 @@
 mod args;
+mod config;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -128,7 +129,21 @@ async fn tick(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Args = ifa_api::cli::parse_or_exit("ifad");
+    let loaded = match config::parse(std::env::args_os().collect()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ifad: {e}");
+            std::process::exit(ifa_api::cli::EXIT_USAGE);
+        }
+    };
+    let args = loaded.args;
+    if args.check_config {
+        match &loaded.file {
+            Some(f) => println!("ifad: configuration OK ({} and flags)", f.display()),
+            None => println!("ifad: configuration OK (flags only; no config file)"),
+        }
+        return Ok(());
+    }
     init_logging(args.log_format);
     if let Err(e) = run(args).await {
         error!("{e:#}");

@@ -22,7 +22,7 @@ pub fn parse_or_exit<T: Parser>(prog: &str) -> T {
 }
 
 /// Folds clap's multi-line message into one line without its usage hints.
-fn one_line(rendered: &str) -> String {
+pub fn one_line(rendered: &str) -> String {
     rendered
         .lines()
         .map(str::trim)
