@@ -116,13 +116,13 @@ fi
 # Runs in this shell (not a $(...) subshell) so the EXIT trap sees DAEMON_PID.
 MSG=
 live_metrics() {
-    if ! cargo build --release --quiet -p ifad -p ifactl >"$TMP/build.log" 2>&1; then
+    if ! cargo build --quiet -p ifad -p ifactl >"$TMP/build.log" 2>&1; then
         tail -n 20 "$TMP/build.log" >&2
         MSG="cargo build failed"
         return 1
     fi
-    local sock="$TMP/ifad.sock" log="$TMP/ifad.log" ifactl=target/release/ifactl
-    RUST_LOG=info target/release/ifad --simulate=harts=4,files=2 \
+    local sock="$TMP/ifad.sock" log="$TMP/ifad.log" ifactl=target/debug/ifactl
+    RUST_LOG=info target/debug/ifad --simulate=harts=4,files=2 \
         --socket "$sock" --state-dir "$TMP/state" \
         --metrics-listen 127.0.0.1:0 >"$log" 2>&1 &
     DAEMON_PID=$!

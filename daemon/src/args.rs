@@ -17,8 +17,9 @@ pub struct Args {
     pub simulate: Option<SimSpec>,
 
     /// Read the host from this tree laid out like `/` instead of the live
-    /// system (as node_exporter's --path.rootfs): check what ifad would see
-    /// on a captured host.
+    /// system (as node_exporter's --path.rootfs): a captured host, to check
+    /// what ifad would see, or the live host mounted elsewhere (a container
+    /// with the host's /sys and /proc under /host; pair with --proc-root).
     #[arg(long, value_name = "DIR", conflicts_with = "simulate")]
     pub host_root: Option<PathBuf>,
 

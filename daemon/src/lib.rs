@@ -12,6 +12,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod metrics_http;
 pub mod notify;
+pub mod repeats;
 pub mod server;
 pub mod socket;
 pub mod state;

@@ -15,6 +15,7 @@ use crate::core::ledger::Millis;
 use crate::core::{CoreError, HartId, Ledger, Topology, VcpuKey, VmId};
 use crate::host::{Host, HostError};
 use crate::metrics::Metrics;
+use crate::repeats::{Repeats, suffix};
 use crate::state::{Snapshot, StateDir, StateError};
 use events::{Event, EventLog, Expired};
 pub use ops::{MoveOutcome, PlaceOutcome};
@@ -61,6 +62,9 @@ pub struct Engine {
     /// Where every change is made durable; `None` until restored.
     store: Option<StateDir>,
     events: EventLog,
+    /// Failures that repeat (every tick, every retry) are counted, not
+    /// printed each time.
+    repeats: Repeats,
 }
 
 impl Engine {
@@ -76,6 +80,7 @@ impl Engine {
             drifting: HashSet::new(),
             store: None,
             events: EventLog::default(),
+            repeats: Repeats::default(),
         };
         engine
             .metrics
@@ -134,12 +139,15 @@ impl Engine {
             Ok(true) => {
                 self.metrics
                     .checkpoint_written(started.elapsed().as_secs_f64());
+                self.repeats.clear("checkpoint");
                 Ok(())
             }
             Ok(false) => Ok(()),
             Err(e) => {
                 self.metrics.checkpoint_failed();
-                tracing::error!("state not durable: {e}");
+                if let Some(held) = self.repeats.check("checkpoint", now) {
+                    tracing::error!("state not durable: {e}{}", suffix(held));
+                }
                 Err(e.into())
             }
         }

@@ -241,7 +241,10 @@ impl Engine {
         self.host.maintain();
         for f in self.host.irq_failures() {
             self.metrics.irq_steering_failed(f.class);
-            warn!(vm = %f.vm, irq = f.irq, hart = f.hart, class = f.class, "moving a device IRQ failed: {}", f.error);
+            let key = format!("irq {} {} {}", f.irq, f.hart, f.error);
+            if let Some(held) = self.repeats.check(&key, now) {
+                warn!(vm = %f.vm, irq = f.irq, hart = f.hart, class = f.class, "moving a device IRQ failed: {}{}", f.error, crate::repeats::suffix(held));
+            }
         }
         if self.host.refresh_topology() {
             self.hotplug(now);

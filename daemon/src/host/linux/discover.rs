@@ -122,6 +122,13 @@ pub fn discover(root: &Path, max_files: Option<u8>) -> Result<Discovered, Discov
         },
     )?;
     let mut warnings = Vec::new();
+    if kvm_files.is_none() {
+        warnings.push(format!(
+            "no 'AIA available with N guest external interrupts' line in {} (unreadable, or kvm not loaded yet): \
+             KVM's own count of guest files cannot lower the firmware's; set --max-vsfiles if they differ",
+            log_path.display()
+        ));
+    }
     let (source, per_hart): (Source, Vec<(u64, u32)>) = match &imsic {
         Some(im) => {
             let files = im.files();

@@ -23,6 +23,7 @@ use crate::host::linux::kprobes::{self, Allocations, Event, ProbeError, Probes};
 use crate::host::linux::kvmstats::TrapWatch;
 use crate::host::linux::{affinity, threads};
 use crate::host::{Drift, Host, HostError, IrqFailure, Observed, Restored};
+use crate::repeats::{Repeats, suffix};
 
 /// How ifad answers a thread someone else re-pinned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +82,8 @@ pub struct LinuxHost {
     irq_failures: Vec<IrqFailure>,
     clock: Clock,
     kick: Option<nix::sys::signal::Signal>,
+    /// Failures repeated every tick are counted, not printed each time.
+    repeats: Repeats,
     observer: Option<Observer>,
     /// Without the observer: which attached vCPUs trapped lately.
     traps: TrapWatch,
@@ -164,6 +167,7 @@ impl LinuxHost {
         };
         LinuxHost {
             kick: config.kick,
+            repeats: Repeats::default(),
             observer,
             traps: TrapWatch::default(),
             trapping: HashMap::new(),
@@ -244,7 +248,9 @@ impl Host for LinuxHost {
             }
             Ok(_) => false,
             Err(e) => {
-                warn!("re-reading the host: {e}");
+                if let Some(held) = self.repeats.check("discover", self.clock.now()) {
+                    warn!("re-reading the host: {e}{}", suffix(held));
+                }
                 false
             }
         }
