@@ -152,3 +152,22 @@ fn the_environment_and_flags_override_the_file() {
     ]);
     assert_eq!(d.json("status")["harts"], 5);
 }
+
+#[test]
+fn ifactl_ships_completions_and_a_man_page() {
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(bin("ifactl"));
+        cmd.args(args);
+        ifa_e2e::Ctl::run(cmd)
+    };
+    let bash = run(&["completions", "bash"]).ok().stdout;
+    assert!(
+        bash.contains("complete -F") && bash.contains("watch"),
+        "{bash}"
+    );
+    let zsh = run(&["completions", "zsh"]).ok().stdout;
+    assert!(zsh.starts_with("#compdef ifactl"), "{zsh}");
+    let man = run(&["man"]).ok().stdout;
+    assert!(man.contains(".TH ifactl"), "{man}");
+    assert!(run(&["completions", "tcsh"]).fails(2).contains("tcsh"));
+}

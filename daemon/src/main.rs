@@ -199,6 +199,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 Loaded::Restored(saved) => Some(e.restore(saved, now)),
                 _ => None,
             };
+            // The first reconcile with the host (VMMs gone, drift, hotplug)
+            // happens before the daemon calls itself ready.
+            e.tick(now);
             e.persist_to(store, now).map(|()| report)
         })
         .context("starting the engine")?;
