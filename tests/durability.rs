@@ -214,7 +214,7 @@ fn a_second_daemon_on_the_same_state_dir_exits_with_a_clear_error() {
 }
 
 #[test]
-fn vms_on_a_hart_that_vanished_while_down_are_placed_again() {
+fn vms_on_a_hart_that_vanished_while_down_are_placed_again_where_allowed() {
     let state = tempfile::tempdir().unwrap();
     let mut d = start("harts=4,files=2", state.path());
     d.ctl("place --vm low --vcpus 2 --class guaranteed --harts 0-1")
@@ -235,7 +235,10 @@ fn vms_on_a_hart_that_vanished_while_down_are_placed_again() {
         .iter()
         .map(|v| v["vm"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["b", "low", "top"], "{}", d.log());
+    // b (allowed 2-3) is placed again on hart 2; top may use only hart 3,
+    // which is gone: it is refused, never spread to harts it may not use.
+    assert_eq!(names, ["b", "low"], "{}", d.log());
+    assert!(d.log().contains("could not place it again"), "{}", d.log());
     for vm in vms.as_array().unwrap() {
         for v in vm["vcpus"].as_array().unwrap() {
             assert!(v["hart"].as_u64().unwrap() < 3, "{vm}");
@@ -270,4 +273,26 @@ fn each_change_is_written_once_and_an_idle_daemon_writes_nothing() {
     assert_eq!(writes(&d), placed);
     d.ctl("release --vm a").ok();
     assert!(writes(&d) > placed);
+}
+
+#[test]
+fn a_state_written_by_another_kind_of_host_is_refused_and_kept() {
+    let state = saved_state();
+    let path = state_file(state.path());
+    let before = fs::read(&path).unwrap();
+    // The Linux backend, on a captured host, over the simulated host's state.
+    let host = ifa_e2e::host_fixture("qemu-virt-aia5");
+    let out = ifad(&[
+        "--host-root",
+        host.to_str().unwrap(),
+        "--no-kprobes",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("holds the state of the simulated host"),
+        "{out:?}"
+    );
+    assert_eq!(fs::read(&path).unwrap(), before);
 }

@@ -133,6 +133,11 @@ fn file_tokens(path: &Path, flags: &clap::ArgMatches) -> Result<Vec<String>, Con
             flags.value_source(arg.get_id().as_str()),
             Some(ValueSource::CommandLine | ValueSource::EnvVariable)
         );
+        if value.is_bool() && arg.get_action().takes_values() {
+            return Err(key_err(format!(
+                "expected a value, not {value} (this flag is not a switch)"
+            )));
+        }
         let toks = tokens(key, value).map_err(key_err)?;
         let mut alone = vec!["ifad".to_string()];
         alone.extend(toks.iter().cloned());

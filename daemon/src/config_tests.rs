@@ -53,6 +53,12 @@ fn a_bad_value_is_refused_with_its_reason() {
         err.contains("expected a string or a number, found table"),
         "{err}"
     );
+    let f = file("metrics-listen = false\n");
+    let err = parse_with(&f, &[]).err().unwrap().to_string();
+    assert!(
+        err.contains("key `metrics-listen`: expected a value"),
+        "{err}"
+    );
     let f = file("no-kprobes = \"yes\"\n");
     let err = parse_with(&f, &[]).err().unwrap().to_string();
     assert!(err.contains("key `no-kprobes`"), "{err}");

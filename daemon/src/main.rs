@@ -170,6 +170,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
     }
     let host = pick_host(&args)?;
+    if let Loaded::Restored(saved) = &loaded {
+        let wrote = &saved.snapshot.host_kind;
+        if !wrote.is_empty() && wrote != host.kind() {
+            bail!(
+                "{} holds the state of the {wrote} host, and this is the {} host: \
+                 give it its own --state-dir (nothing was changed)",
+                store.path().display(),
+                host.kind()
+            );
+        }
+    }
     let topo = host.topology();
     let nodes = {
         let mut n: Vec<u32> = topo.harts().iter().map(|h| h.numa_node).collect();
@@ -190,7 +201,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let (engine, engine_thread) =
         actor::spawn(Engine::new(host, metrics.clone(), config)).context("starting the engine")?;
-    let clock = Clock::start();
+    let clock = match &loaded {
+        Loaded::Restored(saved) => Clock::resume_at(saved.at),
+        _ => Clock::start(),
+    };
     // Queued before the API starts, so no call runs on a half-restored state.
     let restored = engine
         .call_first(move |e| {

@@ -24,6 +24,12 @@ impl Repeats {
     /// Whether to log this occurrence of `key` now: `Some(n)` with the `n`
     /// occurrences held back since the last line, or `None` to stay quiet.
     pub fn check(&mut self, key: &str, now: Millis) -> Option<u64> {
+        // Keys quiet for long are forgotten, so one-off failures (an IRQ
+        // that moved once) do not pile up.
+        if self.seen.len() > 64 {
+            self.seen
+                .retain(|_, s| now.saturating_sub(s.logged_at) < 10 * INTERVAL);
+        }
         match self.seen.get_mut(key) {
             None => {
                 self.seen.insert(

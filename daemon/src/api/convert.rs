@@ -172,7 +172,11 @@ impl From<EngineError> for Status {
         match e {
             EngineError::Core(e) => core_status(e),
             EngineError::Host(e) => Status::failed_precondition(e.to_string()),
-            EngineError::State(e) => Status::unavailable(e.to_string()),
+            // Not UNAVAILABLE: the change was applied (and will be written
+            // with the next one), so a blind retry would not be idempotent.
+            EngineError::State(e) => Status::internal(format!(
+                "{e}; the change was applied in memory but may not survive a crash: check before retrying"
+            )),
         }
     }
 }

@@ -59,22 +59,22 @@ impl Allocator for AllocatorService {
 
     async fn watch(&self, req: Request<v1::WatchRequest>) -> Result<Response<EventStream>, Status> {
         let after = req.into_inner().after;
-        let (missed, live) = self
+        let sub = self
             .engine
             .call(move |e| e.watch(after))
             .await?
             .map_err(|e| Status::out_of_range(e.to_string()))?;
-        let mut last = missed.last().map(|e| e.seq).or(after);
+        let (missed, live) = (sub.missed, sub.live);
+        let mut last = sub.last;
         let live = BroadcastStream::new(live).map(move |r| match r {
             Ok(e) => {
-                last = Some(e.seq);
+                last = e.seq;
                 Ok(event_to_proto(e))
             }
             // A watcher that cannot keep up is cut off with where to resume;
             // it never silently misses events.
             Err(BroadcastStreamRecvError::Lagged(n)) => Err(Status::aborted(format!(
-                "this watcher fell {n} events behind; watch again after {}",
-                last.map_or("now".to_string(), |s| s.to_string())
+                "this watcher fell {n} events behind; watch again after {last}"
             ))),
         });
         let events = tokio_stream::iter(missed.into_iter().map(|e| Ok(event_to_proto(e))))

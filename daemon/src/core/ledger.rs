@@ -156,6 +156,10 @@ impl Ledger {
         self.load.get(hart as usize).copied().unwrap_or_default()
     }
 
+    pub fn is_offline(&self, hart: HartId) -> bool {
+        self.offline.get(hart as usize).copied().unwrap_or(false)
+    }
+
     pub fn is_drained(&self, hart: HartId) -> bool {
         self.drained.get(hart as usize).copied().unwrap_or(false)
     }

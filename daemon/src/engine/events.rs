@@ -91,11 +91,21 @@ impl Event {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "resume point {after} has expired: the oldest event kept is {oldest}; list again and watch from now"
+    "resume point {after} has expired: events kept are {oldest} to {newest}; list again and watch from now"
 )]
 pub struct Expired {
     pub after: u64,
     pub oldest: u64,
+    /// The last event so far (oldest - 1 if there is none).
+    pub newest: u64,
+}
+
+/// A watcher's start: what it missed, the live feed, and the number of the
+/// last event before the feed (where to resume if it falls behind at once).
+pub struct Subscription {
+    pub missed: Vec<Event>,
+    pub live: broadcast::Receiver<Event>,
+    pub last: u64,
 }
 
 pub struct EventLog {
@@ -135,17 +145,25 @@ impl EventLog {
 
     /// What a watcher resuming after `after` missed, and the live feed
     /// from there on, taken together so nothing falls between them.
-    pub fn subscribe(
-        &self,
-        after: Option<u64>,
-    ) -> Result<(Vec<Event>, broadcast::Receiver<Event>), Expired> {
+    pub fn subscribe(&self, after: Option<u64>) -> Result<Subscription, Expired> {
         let live = self.live.subscribe();
+        let last = self.next - 1;
         let Some(after) = after else {
-            return Ok((Vec::new(), live));
+            return Ok(Subscription {
+                missed: Vec::new(),
+                live,
+                last,
+            });
         };
         let oldest = self.kept.front().map_or(self.next, |e| e.seq);
-        if after.saturating_add(1) < oldest {
-            return Err(Expired { after, oldest });
+        // Older than what is kept, or from the future (a daemon before a
+        // clock step back): either way, events would be missed silently.
+        if after.saturating_add(1) < oldest || after > last {
+            return Err(Expired {
+                after,
+                oldest,
+                newest: last,
+            });
         }
         let missed = self
             .kept
@@ -153,7 +171,7 @@ impl EventLog {
             .filter(|e| e.seq > after)
             .cloned()
             .collect();
-        Ok((missed, live))
+        Ok(Subscription { missed, live, last })
     }
 
     /// The sequence number the next event will get.

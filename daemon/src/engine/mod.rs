@@ -17,7 +17,7 @@ use crate::host::{Host, HostError};
 use crate::metrics::Metrics;
 use crate::repeats::{Repeats, suffix};
 use crate::state::{Snapshot, StateDir, StateError};
-use events::{Event, EventLog, Expired};
+use events::{EventLog, Expired, Subscription};
 pub use ops::{MoveOutcome, PlaceOutcome};
 pub use restore::RestoreReport;
 pub use view::{HartView, MoveView, StatusView, VcpuView, VmState, VmView};
@@ -130,6 +130,7 @@ impl Engine {
         let mut failed_entries: Vec<VcpuKey> = self.failed_entries.iter().cloned().collect();
         failed_entries.sort();
         let snapshot = Snapshot {
+            host_kind: self.host.kind().to_string(),
             ledger: self.ledger.save(),
             failed_entries,
             host: self.host.save(),
@@ -154,10 +155,7 @@ impl Engine {
     }
 
     /// Events missed since `after` and the live feed (see `EventLog`).
-    pub fn watch(
-        &self,
-        after: Option<u64>,
-    ) -> Result<(Vec<Event>, tokio::sync::broadcast::Receiver<Event>), Expired> {
+    pub fn watch(&self, after: Option<u64>) -> Result<Subscription, Expired> {
         self.events.subscribe(after)
     }
 

@@ -311,6 +311,15 @@ impl Engine {
             .map(|h| (h.id, !h.online))
             .collect();
         for (hart, offline) in changed {
+            if self.ledger.is_offline(hart) != offline {
+                let what = if offline {
+                    "went offline"
+                } else {
+                    "came back online"
+                };
+                self.events
+                    .emit(Event::new(EventKind::Hart, what).hart(hart));
+            }
             self.ledger.set_offline(hart, offline);
         }
         let offline: Vec<HartId> = self
@@ -324,8 +333,6 @@ impl Engine {
             .collect();
         for hart in offline {
             self.ledger.hart_lost_lines(hart);
-            self.events
-                .emit(Event::new(EventKind::Hart, "went offline").hart(hart));
             match policy::plan_evacuate(self.topology(), &self.ledger, hart, true) {
                 Ok((moves, stranded)) => {
                     if let Err(e) =

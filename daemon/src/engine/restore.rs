@@ -46,14 +46,19 @@ impl Engine {
         let mut report = RestoreReport::default();
         for id in &found.gone {
             info!(vm = %id, "its VMM exited while ifad was down");
-            if self
-                .release_because(id, now, "its VMM exited while ifad was down")
-                .is_ok()
+            // A left-out VM is not in the ledger: it is simply not placed again.
+            if self.ledger.vm(id).is_none()
+                || self
+                    .release_because(id, now, "its VMM exited while ifad was down")
+                    .is_ok()
             {
                 report.released += 1;
             }
         }
-        for vm in left_out {
+        for vm in left_out
+            .into_iter()
+            .filter(|vm| !found.gone.contains(&vm.id))
+        {
             warn!(vm = %vm.id, "the host changed while ifad was down: placing it again");
             let id = vm.id.clone();
             match self.place(self.spec_of(vm), now) {
@@ -86,10 +91,11 @@ impl Engine {
             class: vm.class,
             devices: vm.devices,
             priority: vm.priority,
+            // Emptied, it stays empty: a VM is never spread beyond what
+            // its orchestrator allowed (it is refused, and logged lost).
             allowed: vm
                 .allowed
-                .map(|a| a.into_iter().filter(|&h| h < harts).collect::<Vec<_>>())
-                .filter(|a| !a.is_empty()),
+                .map(|a| a.into_iter().filter(|&h| h < harts).collect()),
         }
     }
 

@@ -138,7 +138,7 @@ pub trait Host: Send {
 /// What a host found when it took its VMs back after a restart.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Restored {
-    /// Kept VMs whose VMM exited while ifad was down.
+    /// VMs (kept or not) whose VMM exited while ifad was down.
     pub gone: Vec<VmId>,
     /// VMMs, still running, of VMs the ledger did not keep (to be placed
     /// again and re-attached).

@@ -73,6 +73,12 @@ pub fn decode(bytes: &[u8]) -> Result<Saved, DecodeError> {
         .next()
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| bad("version"))?;
+    // Before anything else: a newer ifad may lay out the rest differently,
+    // and its file must be refused, never moved aside as corrupt. (A flipped
+    // version digit is refused too: safe, the operator decides.)
+    if version > CURRENT_VERSION {
+        return Err(DecodeError::Newer { found: version });
+    }
     let mut field = |name: &str| -> Result<&str, DecodeError> {
         words
             .next()
@@ -91,9 +97,6 @@ pub fn decode(bytes: &[u8]) -> Result<Saved, DecodeError> {
     let have = checksum(&header_fields(version, at, len), body);
     if have != crc {
         return Err(DecodeError::Checksum { want: crc, have });
-    }
-    if version > CURRENT_VERSION {
-        return Err(DecodeError::Newer { found: version });
     }
     if version == 0 {
         return Err(bad("version"));

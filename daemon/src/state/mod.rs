@@ -34,6 +34,10 @@ pub fn default_dir(simulated: bool) -> std::path::PathBuf {
 /// Everything restored after a restart.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
+    /// "simulated" or "linux": a state is only ever restored onto the kind
+    /// of host that wrote it.
+    #[serde(default)]
+    pub host_kind: String,
     pub ledger: SavedLedger,
     /// vCPUs whose failed HWACCEL entry was already counted.
     pub failed_entries: Vec<VcpuKey>,

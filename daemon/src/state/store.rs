@@ -66,7 +66,13 @@ pub struct StateDir {
 impl StateDir {
     /// Creates the dir if needed and takes its lock, or says who holds it.
     pub fn open(dir: &Path) -> Result<StateDir, StateError> {
-        fs::create_dir_all(dir).map_err(io_at(dir))?;
+        if !dir.exists() {
+            fs::create_dir_all(dir).map_err(io_at(dir))?;
+            // A new directory is durable only once its parent is.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
         let path = dir.join(LOCK);
         let mut lock = OpenOptions::new()
             .read(true)
@@ -111,7 +117,9 @@ impl StateDir {
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::Empty),
-            Err(e) => return self.move_aside(e.to_string()),
+            // EIO, EMFILE, EACCES: the file may be fine; do not start
+            // without it, and never move it aside for that.
+            Err(source) => return Err(StateError::Io { path, source }),
         };
         match decode(&bytes) {
             Ok(saved) => {

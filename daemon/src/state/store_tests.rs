@@ -73,3 +73,23 @@ fn a_file_from_a_newer_ifad_is_refused_and_left_alone() {
     assert!(err.to_string().contains("newer ifad"), "{err}");
     assert_eq!(fs::read(store.path()).unwrap(), newer);
 }
+
+#[test]
+fn an_unreadable_state_file_stops_the_start_and_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = StateDir::open(dir.path()).unwrap();
+    // A directory where the file should be: reading fails, not decoding.
+    fs::create_dir(store.path()).unwrap();
+    let err = store.load().unwrap_err();
+    assert!(matches!(err, StateError::Io { .. }), "{err}");
+    assert!(store.path().is_dir(), "left where it was");
+}
+
+#[test]
+fn a_new_state_dir_is_created_with_its_parents() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = dir.path().join("a/b/ifad");
+    let mut store = StateDir::open(&deep).unwrap();
+    assert!(store.save(1, &snapshot(1)).unwrap());
+    assert!(deep.join("state").exists());
+}

@@ -243,10 +243,14 @@ impl Host for LinuxHost {
     fn refresh_topology(&mut self) -> bool {
         match discover(&self.root, self.max_files) {
             Ok(found) if found.topology != self.topology => {
+                self.repeats.clear("discover");
                 self.topology = found.topology;
                 true
             }
-            Ok(_) => false,
+            Ok(_) => {
+                self.repeats.clear("discover");
+                false
+            }
             Err(e) => {
                 if let Some(held) = self.repeats.check("discover", self.clock.now()) {
                     warn!("re-reading the host: {e}{}", suffix(held));

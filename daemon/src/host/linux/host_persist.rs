@@ -50,12 +50,10 @@ pub(super) fn restore(
     let mut out = Restored::default();
     for s in &saved.vmms {
         let alive = threads::start_time(&host.proc_root, s.pid) == Some(s.start_time);
-        match (kept.iter().any(|k| k.id == s.vm), alive) {
-            (true, false) => out.gone.push(s.vm.clone()),
-            (false, true) => {
-                out.vmm.insert(s.vm.clone(), s.pid);
-            }
-            _ => {}
+        if !alive {
+            out.gone.push(s.vm.clone());
+        } else if !kept.iter().any(|k| k.id == s.vm) {
+            out.vmm.insert(s.vm.clone(), s.pid);
         }
     }
     for vm in kept {
