@@ -171,3 +171,45 @@ fn ifactl_ships_completions_and_a_man_page() {
     assert!(man.contains(".TH ifactl"), "{man}");
     assert!(run(&["completions", "tcsh"]).fails(2).contains("tcsh"));
 }
+
+#[test]
+fn the_read_only_socket_serves_reads_and_watch_and_refuses_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ro = dir.path().join("ifad-ro.sock");
+    let d = Daemon::start(&[
+        "--simulate=harts=2,files=2",
+        "--socket-ro",
+        ro.to_str().unwrap(),
+    ]);
+    d.ctl("place --vm a --vcpus 1 --class guaranteed").ok();
+    let ctl_ro = |command: &str| {
+        let mut cmd = Command::new(bin("ifactl"));
+        cmd.env_remove(ifa_api::socket::SOCKET_ENV)
+            .arg("--socket")
+            .arg(&ro)
+            .args(command.split_whitespace());
+        ifa_e2e::Ctl::run(cmd)
+    };
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&ro).unwrap().permissions().mode() & 0o777,
+        0o666
+    );
+    assert!(ctl_ro("vm a").ok().stdout.contains("guaranteed"));
+    ctl_ro("harts").ok();
+    ctl_ro("advise --vm b --vcpus 1 --class burstable").ok();
+    for change in [
+        "place --vm b --vcpus 1 --class burstable",
+        "release --vm a",
+        "migrate --vm a --vcpu 0 --hart 1",
+        "drain --hart 0",
+        "undrain --hart 0",
+        "attach --vm a --pid 1",
+    ] {
+        let line = ctl_ro(change).fails(1);
+        assert!(line.contains("read-only socket"), "{change}: {line}");
+    }
+    // Nothing changed.
+    assert_eq!(d.json("vms").as_array().unwrap().len(), 1);
+    assert_eq!(d.json("vm a")["state"], "ready");
+}

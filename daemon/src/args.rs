@@ -57,6 +57,11 @@ pub struct Args {
     #[arg(long, env = ifa_api::socket::SOCKET_ENV, value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
+    /// Also serve reads and watch only on this socket, open to every local
+    /// user (as libvirt's `-ro` socket); changes are refused there.
+    #[arg(long, value_name = "PATH")]
+    pub socket_ro: Option<PathBuf>,
+
     /// Where state survives restarts [default: /var/lib/ifad for root, else
     /// $XDG_STATE_HOME/ifad or ~/.local/state/ifad; with --simulate, its
     /// `simulated` subdirectory]. One daemon per directory.

@@ -224,6 +224,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let socket: PathBuf = args.socket.unwrap_or_else(ifa_api::socket::default_path);
     let listener = ifad::socket::bind(&socket)?;
+    let read_only = match &args.socket_ro {
+        Some(path) => Some(ifad::socket::bind_for(
+            path,
+            ifad::socket::Access::ReadOnly,
+        )?),
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let api_stop = stop_rx.clone();
     let stopped = move || {
@@ -250,8 +257,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
 
     info!("serving ifa.v1 on unix:{}", socket.display());
+    if let Some(path) = &args.socket_ro {
+        info!(
+            "serving ifa.v1 reads on unix:{} (read-only)",
+            path.display()
+        );
+    }
     let api = tokio::spawn(ifad::server::serve_api(
-        listener,
+        ifad::server::Listeners {
+            full: listener,
+            read_only,
+        },
         engine.clone(),
         clock,
         async move { ready_rx.await.unwrap_or(false) },
@@ -271,6 +287,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Ok(None) => {}
         Err(e) => {
             let _ = std::fs::remove_file(&socket);
+            if let Some(ro) = &args.socket_ro {
+                let _ = std::fs::remove_file(ro);
+            }
             return Err(e).context("making the restored state durable");
         }
     }
@@ -292,6 +311,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         t.await?.context("metrics server")?;
     }
     let _ = std::fs::remove_file(&socket);
+    if let Some(ro) = &args.socket_ro {
+        let _ = std::fs::remove_file(ro);
+    }
     let _ = engine_thread.join();
     Ok(())
 }

@@ -12,10 +12,18 @@ use crate::api::AllocatorService;
 use crate::clock::Clock;
 use crate::engine::actor::EngineHandle;
 
-/// Serves until `shutdown`. Health says NOT_SERVING until `ready` resolves (state restored and
-/// first reconcile done); API calls made before wait behind the restore.
+/// The listeners the API is served on.
+pub struct Listeners {
+    pub full: UnixListener,
+    /// Reads and watch only, for anyone (libvirt's `-ro` socket).
+    pub read_only: Option<UnixListener>,
+}
+
+/// Serves until `stop` turns true. Health says NOT_SERVING until `ready`
+/// resolves (state restored and first reconcile done); API calls made
+/// before wait behind the restore.
 pub async fn serve_api(
-    listener: UnixListener,
+    listeners: Listeners,
     engine: EngineHandle,
     clock: Clock,
     ready: impl Future<Output = bool> + Send + 'static,
@@ -32,16 +40,23 @@ pub async fn serve_api(
                 .await;
         }
     });
-    Server::builder()
+    let until_stopped = |stop: watch::Receiver<bool>| async move {
+        let mut stop = stop;
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let service = AllocatorService::new(engine, clock, stop.clone());
+    let read_only = listeners.read_only.map(|l| {
+        Server::builder()
+            .add_service(health_service.clone())
+            .add_service(AllocatorServer::new(service.clone().read_only()))
+            .serve_with_incoming_shutdown(UnixListenerStream::new(l), until_stopped(stop.clone()))
+    });
+    let full = Server::builder()
         .add_service(health_service)
-        .add_service(AllocatorServer::new(AllocatorService::new(
-            engine,
-            clock,
-            stop.clone(),
-        )))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
-            let mut stop = stop;
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await
+        .add_service(AllocatorServer::new(service))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listeners.full), until_stopped(stop));
+    match read_only {
+        Some(ro) => tokio::try_join!(full, ro).map(|_| ()),
+        None => full.await,
+    }
 }

@@ -29,13 +29,32 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SocketError + '_ {
     }
 }
 
+/// Who may connect to a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The owner and its group: every call, changes included.
+    Full,
+    /// Anyone: reads only (as libvirt's `-ro` socket).
+    ReadOnly,
+}
+
 /// Binds `path` for the API. Must run inside a tokio runtime.
 pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
+    bind_for(path, Access::Full)
+}
+
+/// Binds `path` for the API with the permissions `access` calls for. A
+/// directory it creates is private for full access and open to all for
+/// read-only access; an existing one is left as it is.
+pub fn bind_for(path: &Path, access: Access) -> Result<UnixListener, SocketError> {
+    let (dir_mode, socket_mode) = match access {
+        Access::Full => (0o700, 0o660),
+        Access::ReadOnly => (0o755, 0o666),
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // Only the owner (root or the user) may reach the API.
         DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(dir_mode)
             .create(dir)
             .map_err(io_err(dir))?;
     }
@@ -52,7 +71,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
         Err(e) => return Err(io_err(path)(e)),
     }
     let listener = UnixListener::bind(path).map_err(io_err(path))?;
-    fs::set_permissions(path, Permissions::from_mode(0o660)).map_err(io_err(path))?;
+    fs::set_permissions(path, Permissions::from_mode(socket_mode)).map_err(io_err(path))?;
     Ok(listener)
 }
 
@@ -73,6 +92,20 @@ mod tests {
         // The file is still there, but nobody listens: it is replaced.
         assert!(path.exists());
         bind(&path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_read_only_socket_is_open_to_all_and_a_full_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = dir.path().join("private/ifad.sock");
+        let ro = dir.path().join("public/ifad-ro.sock");
+        let _a = bind_for(&full, Access::Full).unwrap();
+        let _b = bind_for(&ro, Access::ReadOnly).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&full), 0o660);
+        assert_eq!(mode(full.parent().unwrap()), 0o700);
+        assert_eq!(mode(&ro), 0o666);
+        assert_eq!(mode(ro.parent().unwrap()), 0o755);
     }
 
     #[tokio::test]

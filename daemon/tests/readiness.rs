@@ -40,7 +40,10 @@ async fn not_serving_until_ready() {
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<bool>();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(ifad::server::serve_api(
-        listener,
+        ifad::server::Listeners {
+            full: listener,
+            read_only: None,
+        },
         handle,
         Clock::start(),
         async move { ready_rx.await.unwrap_or(false) },

@@ -20,12 +20,15 @@ use crate::engine::actor::EngineHandle;
 
 /// ifa.v1.Allocator. Validation happens here, before anything reaches the
 /// engine, so bad input changes nothing.
+#[derive(Clone)]
 pub struct AllocatorService {
     engine: EngineHandle,
     clock: Clock,
     /// Turns true on shutdown: watch streams end then, or they would hold
     /// the server (and the daemon) open.
     stop: watch::Receiver<bool>,
+    /// Served on the read-only socket: every change is refused.
+    read_only: bool,
 }
 
 impl AllocatorService {
@@ -34,7 +37,23 @@ impl AllocatorService {
             engine,
             clock,
             stop,
+            read_only: false,
         }
+    }
+
+    /// The same service for the read-only socket.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    fn may_change(&self) -> Result<(), Status> {
+        if self.read_only {
+            return Err(Status::permission_denied(
+                "this is ifad's read-only socket: reads and watch only; changes go through the main socket",
+            ));
+        }
+        Ok(())
     }
 
     fn now(&self) -> u64 {
@@ -112,6 +131,7 @@ impl Allocator for AllocatorService {
         &self,
         req: Request<v1::PlaceRequest>,
     ) -> Result<Response<v1::PlaceResponse>, Status> {
+        self.may_change()?;
         let spec = place_spec(req.into_inner())?;
         let now = self.now();
         let out = self.engine.call(move |e| e.place(spec, now)).await??;
@@ -155,6 +175,7 @@ impl Allocator for AllocatorService {
         &self,
         req: Request<v1::ReleaseRequest>,
     ) -> Result<Response<v1::ReleaseResponse>, Status> {
+        self.may_change()?;
         let id = VmId::parse(&req.into_inner().vm).map_err(core_status)?;
         let now = self.now();
         let freed = self.engine.call(move |e| e.release(&id, now)).await??;
@@ -167,6 +188,7 @@ impl Allocator for AllocatorService {
         &self,
         req: Request<v1::MigrateRequest>,
     ) -> Result<Response<v1::MigrateResponse>, Status> {
+        self.may_change()?;
         let r = req.into_inner();
         let key = VcpuKey {
             vm: VmId::parse(&r.vm).map_err(core_status)?,
@@ -184,6 +206,7 @@ impl Allocator for AllocatorService {
         &self,
         req: Request<v1::DrainRequest>,
     ) -> Result<Response<v1::DrainResponse>, Status> {
+        self.may_change()?;
         let hart = req.into_inner().hart;
         let now = self.now();
         let moved = self.engine.call(move |e| e.drain(hart, now)).await??;
@@ -193,6 +216,7 @@ impl Allocator for AllocatorService {
     }
 
     async fn attach(&self, req: Request<v1::AttachRequest>) -> Result<Response<v1::Vm>, Status> {
+        self.may_change()?;
         let r = req.into_inner();
         let id = VmId::parse(&r.vm).map_err(core_status)?;
         if r.pid == 0 {
@@ -210,6 +234,7 @@ impl Allocator for AllocatorService {
         &self,
         req: Request<v1::UndrainRequest>,
     ) -> Result<Response<v1::UndrainResponse>, Status> {
+        self.may_change()?;
         let hart = req.into_inner().hart;
         let now = self.now();
         self.engine.call(move |e| e.undrain(hart, now)).await??;
