@@ -109,6 +109,9 @@ pub struct Subscription {
 }
 
 pub struct EventLog {
+    /// Events of a change not yet durable: published with its checkpoint,
+    /// so no watcher sees a change a crash would take back.
+    pending: Vec<Event>,
     next: u64,
     kept: VecDeque<Event>,
     live: broadcast::Sender<Event>,
@@ -123,6 +126,7 @@ fn unix_ms() -> i64 {
 impl Default for EventLog {
     fn default() -> Self {
         EventLog {
+            pending: Vec::new(),
             next: unix_ms().max(0) as u64 * 1000,
             kept: VecDeque::with_capacity(KEPT),
             live: broadcast::channel(LIVE_BACKLOG).0,
@@ -131,7 +135,24 @@ impl Default for EventLog {
 }
 
 impl EventLog {
-    pub fn emit(&mut self, mut event: Event) {
+    /// Records an event of the change being made; see `publish`.
+    pub fn emit(&mut self, event: Event) {
+        self.pending.push(event);
+    }
+
+    /// Sends the events of the changes now durable, in order.
+    pub fn publish(&mut self) {
+        for event in std::mem::take(&mut self.pending) {
+            self.send(event);
+        }
+    }
+
+    /// Sends at once an event that changed nothing (a refusal).
+    pub fn emit_now(&mut self, event: Event) {
+        self.send(event);
+    }
+
+    fn send(&mut self, mut event: Event) {
         event.seq = self.next;
         event.time_unix_ms = unix_ms();
         self.next += 1;

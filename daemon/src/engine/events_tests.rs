@@ -5,6 +5,7 @@ fn log_with(n: usize) -> EventLog {
     for i in 0..n {
         log.emit(Event::new(EventKind::Placed, format!("{i}")));
     }
+    log.publish();
     log
 }
 
@@ -28,6 +29,8 @@ fn a_watcher_resumes_exactly_after_its_last_event() {
     let got: Vec<&str> = missed.iter().map(|e| e.message.as_str()).collect();
     assert_eq!(got, ["3", "4"]);
     log.emit(Event::new(EventKind::Released, "5"));
+    assert!(live.try_recv().is_err(), "not before the change is durable");
+    log.publish();
     assert_eq!(live.try_recv().unwrap().message, "5");
 }
 
@@ -42,7 +45,7 @@ fn from_now_means_nothing_old() {
     assert!(missed.is_empty());
     assert_eq!(last, log.kept.back().unwrap().seq);
     assert!(live.try_recv().is_err());
-    log.emit(Event::new(EventKind::Drift, "new"));
+    log.emit_now(Event::new(EventKind::Refused, "new"));
     assert_eq!(live.try_recv().unwrap().message, "new");
 }
 

@@ -125,6 +125,7 @@ impl Engine {
     /// the last write). Every acknowledged change calls it before replying.
     pub(crate) fn checkpoint(&mut self, now: Millis) -> Result<(), EngineError> {
         let Some(store) = &mut self.store else {
+            self.events.publish();
             return Ok(());
         };
         let mut failed_entries: Vec<VcpuKey> = self.failed_entries.iter().cloned().collect();
@@ -141,9 +142,13 @@ impl Engine {
                 self.metrics
                     .checkpoint_written(started.elapsed().as_secs_f64());
                 self.repeats.clear("checkpoint");
+                self.events.publish();
                 Ok(())
             }
-            Ok(false) => Ok(()),
+            Ok(false) => {
+                self.events.publish();
+                Ok(())
+            }
             Err(e) => {
                 self.metrics.checkpoint_failed();
                 if let Some(held) = self.repeats.check("checkpoint", now) {

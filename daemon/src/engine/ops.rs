@@ -108,7 +108,7 @@ impl Engine {
         plan.inspect_err(|e| {
             if let CoreError::Refused(reason, why) = e {
                 self.metrics.refused(spec.class, *reason);
-                self.events.emit(
+                self.events.emit_now(
                     Event::new(EventKind::Refused, why.clone())
                         .vm(&spec.vm)
                         .class(spec.class),
