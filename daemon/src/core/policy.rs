@@ -505,7 +505,11 @@ fn relocate(
     // on a full hart whose lines go to vCPUs moving in now (the engine moves
     // those first, so their lines are held before it runs).
     // Never where a line is promised to a pending guaranteed VM.
-    let full = |h: &HartId| ledger.free(topology, *h) == 0 && ledger.settled(topology, *h);
+    let full = |h: &HartId| {
+        ledger.free(topology, *h) == 0
+            && ledger.settled(topology, *h)
+            && !ledger.promised_to_pending(*h)
+    };
     let safe = |h: &HartId| ledger.safe_for_waiting(topology, *h);
     candidates()
         .filter(full)
@@ -679,8 +683,14 @@ pub fn plan_evacuate(
                 return Err(CoreError::Refused(
                     Refusal::WouldStrand,
                     format!(
-                        "cannot drain hart {hart}: {class} vm {} vcpu {} has no other hart it may use",
-                        key.vm, key.vcpu
+                        "cannot drain hart {hart}: {class} vm {} vcpu {} has no other hart it may use{}",
+                        key.vm,
+                        key.vcpu,
+                        if class == Class::Burstable {
+                            " (or wait on: files promised to a pending VM are free in KVM until it starts; try again then)"
+                        } else {
+                            ""
+                        }
                     ),
                 ));
             }

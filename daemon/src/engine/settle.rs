@@ -173,7 +173,61 @@ impl Engine {
                 }
             }
         }
+        self.rehome_unserved_guaranteed(hart, now);
         true
+    }
+
+    /// Still over: a guaranteed vCPU was promised a line that KVM handed to
+    /// an AUTO vCPU which may not leave (a hart came back online while the
+    /// guaranteed one was halted). It moves to a free file elsewhere if one
+    /// is allowed; else its next entry will fail, so its VM is counted as
+    /// failed now and no longer holds the hart's files.
+    fn rehome_unserved_guaranteed(&mut self, hart: u32, now: Millis) {
+        let over = self
+            .ledger
+            .load(hart)
+            .vsfiles_used
+            .saturating_sub(self.cap(hart));
+        let unserved: Vec<VcpuKey> = self
+            .ledger
+            .vms()
+            .filter(|vm| vm.class == Class::Guaranteed && !vm.failed)
+            .flat_map(|vm| {
+                vm.vcpus
+                    .iter()
+                    .enumerate()
+                    .filter(move |(_, v)| v.hart == hart && v.held_on != Some(hart))
+                    .map(move |(i, _)| VcpuKey {
+                        vm: vm.id.clone(),
+                        vcpu: i as u32,
+                    })
+            })
+            .take(over as usize)
+            .collect();
+        for key in unserved {
+            self.corrected();
+            let topology = self.host.topology();
+            let to = (0..topology.len() as u32)
+                .filter(|&h| h != hart && self.ledger.free(topology, h) > 0)
+                .find(|&h| self.ledger.vm(&key.vm).is_some_and(|vm| vm.allows(h)));
+            match to {
+                Some(to) => {
+                    let m = policy::Move {
+                        key: key.clone(),
+                        from: hart,
+                        to,
+                        backing: Backing::VsFile,
+                    };
+                    self.pin([&m]);
+                    let _ = policy::apply_moves(&mut self.ledger, [&m], now);
+                }
+                None => {
+                    error!(vm = %key.vm, vcpu = key.vcpu, hart, "guaranteed vCPU lost its VS-file to an AUTO vCPU that may not leave the hart, and none is free elsewhere: its next entry will fail");
+                    self.metrics.stranded(1);
+                    self.ledger.set_failed(&key.vm);
+                }
+            }
+        }
     }
 
     /// Records one observation in the ledger and says how it differs from

@@ -39,6 +39,9 @@ pub enum KvmError {
     NoSuchVcpu,
     #[error("EINVAL: cpu {0} does not exist")]
     NoSuchCpu(u32),
+    /// Linux never takes its last online CPU down.
+    #[error("EBUSY: cpu {0} is the last one online")]
+    LastOnlineCpu(u32),
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -229,10 +232,18 @@ impl SimKvm {
     /// Takes a CPU offline: `kvm_riscv_aia_disable` pushes every owner of a
     /// line there to its SW-file; the scheduler moves the threads elsewhere.
     pub fn set_cpu_online(&mut self, cpu: u32, online: bool) -> Result<(), KvmError> {
+        let others_online = self
+            .cpus
+            .iter()
+            .enumerate()
+            .any(|(i, c)| i != cpu as usize && c.online);
         let c = self
             .cpus
             .get_mut(cpu as usize)
             .ok_or(KvmError::NoSuchCpu(cpu))?;
+        if !online && c.online && !others_online {
+            return Err(KvmError::LastOnlineCpu(cpu));
+        }
         c.online = online;
         if online {
             return Ok(());

@@ -184,3 +184,13 @@ fn paused_vms_and_blocked_vcpus_do_not_enter_and_keep_their_lines() {
     );
     assert_eq!(k.used_lines(0), 0);
 }
+
+#[test]
+fn linux_never_takes_its_last_online_cpu_down() {
+    let mut k = SimKvm::new([2, 2]);
+    k.set_cpu_online(1, false).unwrap();
+    assert_eq!(k.set_cpu_online(0, false), Err(KvmError::LastOnlineCpu(0)));
+    assert!(k.is_online(0));
+    // Taking an offline CPU down again is not the last one going.
+    k.set_cpu_online(1, false).unwrap();
+}
