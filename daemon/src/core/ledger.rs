@@ -204,15 +204,19 @@ impl Ledger {
             && self.settled(topology, hart)
     }
 
-    /// Whether a line of the hart is promised to a vCPU of a pending VM:
-    /// its VMM stays paused until the VM is ready, so the line stays free
-    /// in KVM for whichever AUTO vCPU enters there first.
-    pub fn promised_to_pending(&self, hart: HartId) -> bool {
-        self.vms.values().filter(|vm| vm.pending).any(|vm| {
-            vm.vcpus
-                .iter()
-                .any(|v| v.hart == hart && v.backing == Backing::VsFile && v.held_on != Some(hart))
-        })
+    /// Per hart, whether one of its lines is promised to a vCPU of a
+    /// pending VM: its VMM stays paused until the VM is ready, so the line
+    /// stays free in KVM for whichever AUTO vCPU enters there first.
+    pub fn promised_to_pending(&self) -> Vec<bool> {
+        let mut promised = vec![false; self.load.len()];
+        for vm in self.vms.values().filter(|vm| vm.pending) {
+            for v in &vm.vcpus {
+                if v.backing == Backing::VsFile && v.held_on != Some(v.hart) {
+                    promised[v.hart as usize] = true;
+                }
+            }
+        }
+        promised
     }
 
     pub fn waiting(&self) -> impl Iterator<Item = &WaitKey> {

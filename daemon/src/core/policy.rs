@@ -505,10 +505,9 @@ fn relocate(
     // on a full hart whose lines go to vCPUs moving in now (the engine moves
     // those first, so their lines are held before it runs).
     // Never where a line is promised to a pending guaranteed VM.
+    let promised = ledger.promised_to_pending();
     let full = |h: &HartId| {
-        ledger.free(topology, *h) == 0
-            && ledger.settled(topology, *h)
-            && !ledger.promised_to_pending(*h)
+        ledger.free(topology, *h) == 0 && ledger.settled(topology, *h) && !promised[*h as usize]
     };
     let safe = |h: &HartId| ledger.safe_for_waiting(topology, *h);
     candidates()
