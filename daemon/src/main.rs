@@ -256,6 +256,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
 
+    let remove_sockets = || {
+        for path in std::iter::once(&socket).chain(&args.socket_ro) {
+            let _ = std::fs::remove_file(path);
+        }
+    };
     info!("serving ifa.v1 on unix:{}", socket.display());
     if let Some(path) = &args.socket_ro {
         info!(
@@ -286,10 +291,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
         Ok(None) => {}
         Err(e) => {
-            let _ = std::fs::remove_file(&socket);
-            if let Some(ro) = &args.socket_ro {
-                let _ = std::fs::remove_file(ro);
-            }
+            remove_sockets();
             return Err(e).context("making the restored state durable");
         }
     }
@@ -310,10 +312,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(t) = metrics_task {
         t.await?.context("metrics server")?;
     }
-    let _ = std::fs::remove_file(&socket);
-    if let Some(ro) = &args.socket_ro {
-        let _ = std::fs::remove_file(ro);
-    }
+    remove_sockets();
     let _ = engine_thread.join();
     Ok(())
 }

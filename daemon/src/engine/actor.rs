@@ -22,6 +22,19 @@ pub struct EngineHandle {
     tx: mpsc::Sender<Job>,
 }
 
+/// `f` as a job for the engine's thread, and where its result will arrive.
+fn job<R, F>(f: F) -> (Job, oneshot::Receiver<R>)
+where
+    R: Send + 'static,
+    F: FnOnce(&mut Engine) -> R + Send + 'static,
+{
+    let (reply, rx) = oneshot::channel();
+    let job: Job = Box::new(move |engine| {
+        let _ = reply.send(f(engine));
+    });
+    (job, rx)
+}
+
 impl EngineHandle {
     /// Runs `f` on the engine's thread and returns its result.
     pub async fn call<R, F>(&self, f: F) -> Result<R, EngineGone>
@@ -29,10 +42,7 @@ impl EngineHandle {
         R: Send + 'static,
         F: FnOnce(&mut Engine) -> R + Send + 'static,
     {
-        let (reply, rx) = oneshot::channel();
-        let job: Job = Box::new(move |engine| {
-            let _ = reply.send(f(engine));
-        });
+        let (job, rx) = job(f);
         self.tx.send(job).await.map_err(|_| EngineGone)?;
         rx.await.map_err(|_| EngineGone)
     }
@@ -44,10 +54,7 @@ impl EngineHandle {
         R: Send + 'static,
         F: FnOnce(&mut Engine) -> R + Send + 'static,
     {
-        let (reply, rx) = oneshot::channel();
-        let job: Job = Box::new(move |engine| {
-            let _ = reply.send(f(engine));
-        });
+        let (job, rx) = job(f);
         self.tx.try_send(job).map_err(|_| EngineGone)?;
         Ok(rx)
     }

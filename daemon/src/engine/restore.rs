@@ -25,6 +25,8 @@ pub struct RestoreReport {
 
 impl Engine {
     /// Takes back `saved` (taken at its own clock's `saved.at`) at `now`.
+    /// The caller's first `tick` then reconciles with the host (the daemon
+    /// runs it before it says ready).
     pub fn restore(&mut self, saved: Saved, now: Millis) -> RestoreReport {
         let Saved { at, snapshot } = saved;
         let mut ledger = snapshot.ledger;
@@ -77,7 +79,6 @@ impl Engine {
             }
         }
         self.hotplug(now);
-        self.settle(now);
         report.vms = self.ledger.vm_count();
         report
     }

@@ -158,16 +158,7 @@ impl Engine {
                 .filter(|&h| self.ledger.vm(&key.vm).is_some_and(|vm| vm.allows(h)))
                 .min_by_key(|&h| (self.ledger.load(h).vcpus, h));
             match to {
-                Some(to) => {
-                    let m = policy::Move {
-                        key: key.clone(),
-                        from: hart,
-                        to,
-                        backing: Backing::Mrif,
-                    };
-                    self.pin([&m]);
-                    let _ = policy::apply_moves(&mut self.ledger, [&m], now);
-                }
+                Some(to) => self.move_one(key, hart, to, Backing::Mrif, now),
                 None => {
                     error!(vm = %key.vm, vcpu = key.vcpu, hart, "a vCPU holds a VS-file promised to another and has nowhere to go")
                 }
@@ -175,6 +166,18 @@ impl Engine {
         }
         self.rehome_unserved_guaranteed(hart, now);
         true
+    }
+
+    /// Re-pins one vCPU and records the move, as KVM forced it.
+    fn move_one(&mut self, key: VcpuKey, from: u32, to: u32, backing: Backing, now: Millis) {
+        let m = policy::Move {
+            key,
+            from,
+            to,
+            backing,
+        };
+        self.pin([&m]);
+        let _ = policy::apply_moves(&mut self.ledger, [&m], now);
     }
 
     /// Still over: a guaranteed vCPU was promised a line that KVM handed to
@@ -211,16 +214,7 @@ impl Engine {
                 .filter(|&h| h != hart && self.ledger.free(topology, h) > 0)
                 .find(|&h| self.ledger.vm(&key.vm).is_some_and(|vm| vm.allows(h)));
             match to {
-                Some(to) => {
-                    let m = policy::Move {
-                        key: key.clone(),
-                        from: hart,
-                        to,
-                        backing: Backing::VsFile,
-                    };
-                    self.pin([&m]);
-                    let _ = policy::apply_moves(&mut self.ledger, [&m], now);
-                }
+                Some(to) => self.move_one(key, hart, to, Backing::VsFile, now),
                 None => {
                     error!(vm = %key.vm, vcpu = key.vcpu, hart, "guaranteed vCPU lost its VS-file to an AUTO vCPU that may not leave the hart, and none is free elsewhere: its next entry will fail");
                     self.metrics.stranded(1);
