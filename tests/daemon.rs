@@ -3,16 +3,10 @@
 
 use std::process::Command;
 
-use ifa_e2e::{CONFIG_ENV, Ctl, Daemon, STATE_DIR_ENV, bin};
+use ifa_e2e::{Ctl, Daemon, bin, run_ifad};
 
 fn ifad(args: &[&str]) -> Ctl {
-    let state = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(bin("ifad"));
-    cmd.env_remove(ifa_api::socket::SOCKET_ENV)
-        .env(STATE_DIR_ENV, state.path())
-        .env(CONFIG_ENV, "/dev/null")
-        .args(args);
-    Ctl::run(cmd)
+    run_ifad(args, &[])
 }
 
 #[test]

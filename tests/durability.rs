@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use ifa_e2e::{CONFIG_ENV, Ctl, Daemon, STATE_DIR_ENV, bin};
+use ifa_e2e::{Ctl, Daemon, run_ifad};
 use serde_json::Value;
 
 fn start(spec: &str, state: &Path) -> Daemon {
@@ -188,15 +188,9 @@ fn a_state_file_from_a_newer_ifad_is_refused_and_left_alone() {
 }
 
 fn ifad(args: &[&str]) -> Ctl {
-    let sock = tempfile::tempdir().unwrap();
-    let mut cmd = std::process::Command::new(bin("ifad"));
-    cmd.env_remove(ifa_api::socket::SOCKET_ENV)
-        .env_remove(STATE_DIR_ENV)
-        .env(CONFIG_ENV, "/dev/null")
-        .args(args)
-        .args(["--metrics-listen", "off", "--socket"])
-        .arg(sock.path().join("s.sock"));
-    Ctl::run(cmd)
+    let mut all = vec!["--metrics-listen", "off"];
+    all.extend_from_slice(args);
+    run_ifad(&all, &[])
 }
 
 #[test]

@@ -176,6 +176,20 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs `ifad <args>` to completion (for starts that must fail, or
+/// `--check-config`): its socket and state dir in a temp dir, no config
+/// file, unless `args` or `env` say otherwise.
+pub fn run_ifad(args: &[&str], env: &[(&str, &str)]) -> Ctl {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(bin("ifad"));
+    cmd.env(ifa_api::socket::SOCKET_ENV, dir.path().join("ifad.sock"))
+        .env(STATE_DIR_ENV, dir.path().join("state"))
+        .env(CONFIG_ENV, "/dev/null")
+        .envs(env.iter().copied())
+        .args(args);
+    Ctl::run(cmd)
+}
+
 /// The outcome of one `ifactl` run.
 #[derive(Debug)]
 pub struct Ctl {

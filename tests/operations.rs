@@ -71,15 +71,6 @@ fn speaks_systemds_notify_protocol_ready_watchdog_stopping() {
     wait_for(&sock, "STOPPING=1", Duration::from_secs(1));
 }
 
-fn ifad(args: &[&str], env: &[(&str, &str)]) -> ifa_e2e::Ctl {
-    let mut cmd = Command::new(bin("ifad"));
-    cmd.env_remove(ifa_api::socket::SOCKET_ENV)
-        .env(ifa_e2e::CONFIG_ENV, "/dev/null")
-        .envs(env.iter().copied())
-        .args(args);
-    ifa_e2e::Ctl::run(cmd)
-}
-
 #[test]
 fn check_config_names_the_file_the_key_and_the_reason() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,7 +80,7 @@ fn check_config_names_the_file_the_key_and_the_reason() {
         "simulate = \"harts=4,files=2\"\nmin-move-interval = 5\n",
     )
     .unwrap();
-    let out = ifad(&["--check-config", "--config", good.to_str().unwrap()], &[]);
+    let out = ifa_e2e::run_ifad(&["--check-config", "--config", good.to_str().unwrap()], &[]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("configuration OK"), "{out:?}");
 
@@ -99,7 +90,7 @@ fn check_config_names_the_file_the_key_and_the_reason() {
         vec!["--check-config", "--config", bad.to_str().unwrap()],
         vec!["--config", bad.to_str().unwrap()],
     ] {
-        let out = ifad(&args, &[]);
+        let out = ifa_e2e::run_ifad(&args, &[]);
         assert_eq!(out.code, 2, "{out:?}");
         assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
         assert!(
@@ -109,7 +100,7 @@ fn check_config_names_the_file_the_key_and_the_reason() {
         );
     }
     // The default file is read from IFAD_CONFIG as well.
-    let out = ifad(
+    let out = ifa_e2e::run_ifad(
         &["--check-config"],
         &[("IFAD_CONFIG", bad.to_str().unwrap())],
     );

@@ -316,19 +316,28 @@ proptest! {
     }
 }
 
+/// A VM request with no devices, as the unit tests below place them.
+fn spec(vm: &str, vcpus: u32, class: Class) -> PlaceSpec {
+    PlaceSpec::parse(vm, vcpus, Some(class), &[]).unwrap()
+}
+
+/// Halts or wakes one vCPU of the simulated host.
+fn set_blocked(e: &mut Engine, vm: &VmId, vcpu: u32, blocked: bool) {
+    e.host_mut()
+        .sim()
+        .unwrap()
+        .set_blocked(vm, vcpu, blocked)
+        .unwrap();
+}
+
 #[test]
 fn swapped_guaranteed_vm_waits_for_a_blocked_holder_then_starts() {
     // 2 harts x 1 file, both held by burstable b; b's vCPU 0 is idle (blocked).
     let mut e = engine(2, 1, 1);
-    let spec = |vm: &str, n, class| PlaceSpec::parse(vm, n, Some(class), &[]).unwrap();
     e.place(spec("b", 2, Class::Burstable), 0).unwrap();
     let b = VmId::parse("b").unwrap();
     for vcpu in 0..2 {
-        e.host_mut()
-            .sim()
-            .unwrap()
-            .set_blocked(&b, vcpu, true)
-            .unwrap();
+        set_blocked(&mut e, &b, vcpu, true);
     }
     let out = e.place(spec("g", 1, Class::Guaranteed), 10).unwrap();
     assert_eq!(out.demoted.len(), 1);
@@ -343,11 +352,7 @@ fn swapped_guaranteed_vm_waits_for_a_blocked_holder_then_starts() {
         VmState::Pending
     );
     let d = &out.demoted[0];
-    e.host_mut()
-        .sim()
-        .unwrap()
-        .set_blocked(&b, d.vcpu, false)
-        .unwrap();
+    set_blocked(&mut e, &b, d.vcpu, false);
     e.tick(30);
     let g = e.vm(&VmId::parse("g").unwrap()).unwrap();
     assert_eq!(g.state, VmState::Ready);
@@ -362,14 +367,9 @@ fn swapped_guaranteed_vm_waits_for_a_blocked_holder_then_starts() {
 #[test]
 fn a_drain_never_parks_a_waiter_on_files_promised_to_a_pending_vm() {
     let mut e = engine(4, 3, 1);
-    let spec = |vm: &str, n, class| PlaceSpec::parse(vm, n, Some(class), &[]).unwrap();
     e.place(spec("b", 9, Class::Burstable), 20).unwrap();
     let b = VmId::parse("b").unwrap();
-    e.host_mut()
-        .sim()
-        .unwrap()
-        .set_blocked(&b, 4, true)
-        .unwrap();
+    set_blocked(&mut e, &b, 4, true);
     e.tick(40);
     let g = e.place(spec("g", 6, Class::Guaranteed), 60).unwrap();
     assert_eq!(g.vm.state, VmState::Pending, "waits for the halted holder");
@@ -381,11 +381,7 @@ fn a_drain_never_parks_a_waiter_on_files_promised_to_a_pending_vm() {
     }
     check(&e);
     // The holder wakes: g starts, and no HWACCEL entry ever failed.
-    e.host_mut()
-        .sim()
-        .unwrap()
-        .set_blocked(&b, 4, false)
-        .unwrap();
+    set_blocked(&mut e, &b, 4, false);
     e.tick(100);
     check(&e);
     assert_eq!(
@@ -403,16 +399,11 @@ fn a_drain_never_parks_a_waiter_on_files_promised_to_a_pending_vm() {
 #[test]
 fn a_file_taken_while_its_guaranteed_owner_was_halted_fails_that_vm_cleanly() {
     let mut e = engine(5, 1, 1);
-    let spec = |vm: &str, n, class| PlaceSpec::parse(vm, n, Some(class), &[]).unwrap();
     e.place(spec("g4", 2, Class::Guaranteed), 10).unwrap();
     let g1 = e.place(spec("g1", 1, Class::Guaranteed), 20).unwrap();
     let hart = g1.vm.vcpus[0].hart;
     let g1 = VmId::parse("g1").unwrap();
-    e.host_mut()
-        .sim()
-        .unwrap()
-        .set_blocked(&g1, 0, true)
-        .unwrap();
+    set_blocked(&mut e, &g1, 0, true);
     e.tick(30);
     let b = spec("b", 1, Class::Burstable).with_harts(&[hart]);
     e.place(b, 40).unwrap();
