@@ -130,6 +130,8 @@ pub mod client;
 pub mod ext;
 pub mod server;
 mod share;
+// ifad patch: which malformed :authority values name a Unix socket.
+mod unix_authority;
 
 #[cfg(fuzzing)]
 #[cfg_attr(feature = "unstable", allow(missing_docs))]

@@ -1701,14 +1701,19 @@ impl proto::Peer for Peer {
         // A request translated from HTTP/1 must not include the :authority
         // header
         if let Some(authority) = pseudo.authority {
-            let maybe_authority = uri::Authority::from_maybe_shared(authority.clone().into_inner());
-            parts.authority = Some(maybe_authority.or_else(|why| {
-                malformed!(
+            match uri::Authority::from_maybe_shared(authority.clone().into_inner()) {
+                Ok(parsed) => parts.authority = Some(parsed),
+                // ifad patch: gRPC clients on a Unix socket name the socket's
+                // path as the authority (grpc-java raw, grpc C-core
+                // percent-encoded). It names no host, so the request is taken
+                // as if it had no :authority; anything else stays malformed.
+                Err(_) if crate::unix_authority::is_socket_path(authority.as_str()) => {}
+                Err(why) => malformed!(
                     "malformed headers: malformed authority ({:?}): {}",
                     authority,
                     why,
-                )
-            })?);
+                ),
+            }
         }
 
         // A :scheme is required, except CONNECT.
