@@ -233,10 +233,9 @@ async fn main() -> ExitCode {
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Rpc(status)) => {
-            let refused = if status.code() == Code::ResourceExhausted {
-                "refused: "
-            } else {
-                ""
+            let refused = match ifa_api::errors::Reason::of(&status) {
+                Some(reason) if reason.is_refusal() => "refused: ",
+                _ => "",
             };
             eprintln!("ifactl: {refused}{}", status.message().replace('\n', " "));
             ExitCode::from(exit_code(status.code()))

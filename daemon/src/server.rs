@@ -1,4 +1,5 @@
-//! Serves ifa.v1 and the standard gRPC health service on the Unix socket.
+//! Serves ifa.v1, the standard gRPC health service and server reflection
+//! (v1 and v1alpha, so generic tools need no `.proto`) on the Unix sockets.
 
 use std::future::Future;
 
@@ -7,6 +8,8 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
+use tonic_reflection::server::v1::{ServerReflection, ServerReflectionServer};
+use tonic_reflection::server::v1alpha;
 
 use crate::api::AllocatorService;
 use crate::clock::Clock;
@@ -48,15 +51,39 @@ pub async fn serve_api(
     let read_only = listeners.read_only.map(|l| {
         Server::builder()
             .add_service(health_service.clone())
+            .add_service(reflection_v1())
+            .add_service(reflection_v1alpha())
             .add_service(AllocatorServer::new(service.clone().read_only()))
             .serve_with_incoming_shutdown(UnixListenerStream::new(l), until_stopped(stop.clone()))
     });
     let full = Server::builder()
         .add_service(health_service)
+        .add_service(reflection_v1())
+        .add_service(reflection_v1alpha())
         .add_service(AllocatorServer::new(service))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listeners.full), until_stopped(stop));
     match read_only {
         Some(ro) => tokio::try_join!(full, ro).map(|_| ()),
         None => full.await,
     }
+}
+
+/// Reflection answers from descriptors compiled into the binary: ifa.v1,
+/// health and reflection itself.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ifa_api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+fn reflection_v1() -> ServerReflectionServer<impl ServerReflection> {
+    reflection()
+        .build_v1()
+        .expect("the compiled-in descriptors are valid")
+}
+
+fn reflection_v1alpha() -> v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection> {
+    reflection()
+        .build_v1alpha()
+        .expect("the compiled-in descriptors are valid")
 }

@@ -374,7 +374,7 @@ fn a_drain_never_parks_a_waiter_on_files_promised_to_a_pending_vm() {
     let g = e.place(spec("g", 6, Class::Guaranteed), 60).unwrap();
     assert_eq!(g.vm.state, VmState::Pending, "waits for the halted holder");
     match e.drain(3, 80) {
-        Err(EngineError::Core(CoreError::Refused(Refusal::WouldStrand, msg))) => {
+        Err(EngineError::Core(CoreError::Refused(Refusal::WouldStrand, msg, _))) => {
             assert!(msg.contains("pending VM"), "{msg}")
         }
         other => panic!("expected a refusal, got {other:?}"),

@@ -3,9 +3,16 @@
 
 pub mod cli;
 pub mod client;
+pub mod codec;
+pub mod errors;
 pub mod socket;
 
 /// Generated from `proto/ifa/v1/ifa.proto`.
 pub mod v1 {
     tonic::include_proto!("ifa.v1");
+    include!(concat!(env!("OUT_DIR"), "/server/ifa.v1.rs"));
 }
+
+/// The encoded `FileDescriptorSet` of ifa.v1, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/ifa_descriptor.bin"));

@@ -1,14 +1,11 @@
-//! Between engine views and ifa.v1 messages; errors to gRPC status codes.
+//! Between engine views and ifa.v1 messages.
 
 use ifa_api::v1;
-use tonic::Status;
 
-use crate::core::{AiaMode, Backing, Class, CoreError};
-use crate::engine::actor::EngineGone;
+use crate::core::{AiaMode, Backing, Class};
 use crate::engine::events::{Event, EventKind};
 use crate::engine::{
-    EngineError, HartView, MoveOutcome, MoveView, PlaceOutcome, StatusView, VcpuView, VmState,
-    VmView,
+    HartView, MoveOutcome, MoveView, PlaceOutcome, StatusView, VcpuView, VmState, VmView,
 };
 
 pub fn class_from_proto(raw: i32) -> Option<Class> {
@@ -157,59 +154,9 @@ pub fn event_to_proto(e: Event) -> v1::Event {
     }
 }
 
-pub fn core_status(e: CoreError) -> Status {
-    let msg = e.to_string();
-    match e {
-        CoreError::InvalidArgument { .. } => Status::invalid_argument(msg),
-        CoreError::VmExists(_) | CoreError::DeviceInUse { .. } => Status::already_exists(msg),
-        CoreError::VmNotFound(_) => Status::not_found(msg),
-        CoreError::Refused(..) => Status::resource_exhausted(msg),
-    }
-}
-
-impl From<EngineError> for Status {
-    fn from(e: EngineError) -> Status {
-        match e {
-            EngineError::Core(e) => core_status(e),
-            EngineError::Host(e) => Status::failed_precondition(e.to_string()),
-            // Not UNAVAILABLE: the change was applied (and will be written
-            // with the next one), so a blind retry would not be idempotent.
-            EngineError::State(e) => Status::internal(format!(
-                "{e}; the change was applied in memory but may not survive a crash: check before retrying"
-            )),
-        }
-    }
-}
-
-impl From<EngineGone> for Status {
-    fn from(e: EngineGone) -> Status {
-        Status::unavailable(e.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::Refusal;
-    use tonic::Code;
-
-    #[test]
-    fn errors_map_to_the_codes_clients_branch_on() {
-        let id = crate::core::VmId::parse("a").unwrap();
-        let cases = [
-            (CoreError::invalid("vcpus", "0"), Code::InvalidArgument),
-            (CoreError::VmExists(id.clone()), Code::AlreadyExists),
-            (CoreError::VmNotFound(id), Code::NotFound),
-            (
-                CoreError::Refused(Refusal::NoFreeVsFile, "full".into()),
-                Code::ResourceExhausted,
-            ),
-        ];
-        for (e, code) in cases {
-            assert_eq!(core_status(e).code(), code);
-        }
-        assert_eq!(Status::from(EngineGone).code(), Code::Unavailable);
-    }
 
     #[test]
     fn unspecified_or_unknown_class_is_none() {

@@ -3,5 +3,6 @@
 
 pub mod convert;
 pub mod service;
+pub mod status;
 
 pub use service::AllocatorService;

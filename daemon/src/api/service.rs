@@ -1,6 +1,7 @@
+use ifa_api::errors::Reason;
 use ifa_api::v1;
 use ifa_api::v1::allocator_server::Allocator;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use std::pin::Pin;
 
@@ -10,9 +11,10 @@ use tokio_stream::wrappers::{BroadcastStream, WatchStream};
 use tokio_stream::{Stream, StreamExt};
 
 use crate::api::convert::{
-    class_from_proto, core_status, event_to_proto, hart_to_proto, migrate_to_proto, move_to_proto,
+    class_from_proto, event_to_proto, hart_to_proto, migrate_to_proto, move_to_proto,
     place_to_proto, status_to_proto, vm_to_proto,
 };
+use crate::api::status::{Failure, core_status, invalid_argument};
 use crate::clock::Clock;
 use crate::core::request::PlaceSpec;
 use crate::core::{VcpuKey, VmId};
@@ -49,9 +51,12 @@ impl AllocatorService {
 
     fn may_change(&self) -> Result<(), Status> {
         if self.read_only {
-            return Err(Status::permission_denied(
+            return Err(Failure::new(
+                Code::PermissionDenied,
+                Reason::ReadOnlySocket,
                 "this is ifad's read-only socket: reads and watch only; changes go through the main socket",
-            ));
+            )
+            .into_status());
         }
         Ok(())
     }
@@ -82,7 +87,9 @@ impl Allocator for AllocatorService {
             .engine
             .call(move |e| e.watch(after))
             .await?
-            .map_err(|e| Status::out_of_range(e.to_string()))?;
+            .map_err(|e| {
+                Failure::new(Code::OutOfRange, Reason::EventsExpired, e.to_string()).into_status()
+            })?;
         let (missed, live) = (sub.missed, sub.live);
         let mut last = sub.last;
         let live = BroadcastStream::new(live).map(move |r| match r {
@@ -92,9 +99,13 @@ impl Allocator for AllocatorService {
             }
             // A watcher that cannot keep up is cut off with where to resume;
             // it never silently misses events.
-            Err(BroadcastStreamRecvError::Lagged(n)) => Err(Status::aborted(format!(
-                "this watcher fell {n} events behind; watch again after {last}"
-            ))),
+            Err(BroadcastStreamRecvError::Lagged(n)) => Err(Failure::new(
+                Code::Aborted,
+                Reason::WatcherLagged,
+                format!("this watcher fell {n} events behind; watch again after {last}"),
+            )
+            .with("resume_after", last)
+            .into_status()),
         });
         let events = tokio_stream::iter(missed.into_iter().map(|e| Ok(event_to_proto(e))))
             .chain(live)
@@ -220,7 +231,7 @@ impl Allocator for AllocatorService {
         let r = req.into_inner();
         let id = VmId::parse(&r.vm).map_err(core_status)?;
         if r.pid == 0 {
-            return Err(Status::invalid_argument("pid: must be a process id"));
+            return Err(invalid_argument("pid", "pid: must be a process id"));
         }
         let now = self.clock.now();
         let vm = self

@@ -1,4 +1,4 @@
-use crate::core::VmId;
+use crate::core::{HartId, VmId};
 
 /// Why the core refused a request. Every variant leaves the ledger unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -12,9 +12,23 @@ pub enum CoreError {
     VmNotFound(VmId),
     #[error("devices: {device} is already assigned to vm {owner}")]
     DeviceInUse { device: String, owner: VmId },
-    /// The host cannot hold the VM as its class demands.
+    /// The host cannot do what was asked; the text says why for people, the
+    /// facts say it for programs.
     #[error("{1}")]
-    Refused(Refusal, String),
+    Refused(Refusal, String, Facts),
+}
+
+/// The numbers behind a refusal, as far as they apply to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// VS-files the request needs.
+    pub needed: Option<u32>,
+    /// VS-files free on the harts the request may use.
+    pub free: Option<u32>,
+    /// VS-files that could be taken from burstable vCPUs.
+    pub takeable: Option<u32>,
+    /// The hart the refusal is about.
+    pub hart: Option<HartId>,
 }
 
 /// Why a request was refused, in few enough kinds for a metric label.
@@ -57,6 +71,20 @@ impl Refusal {
 }
 
 impl CoreError {
+    /// A refusal whose only fact is its text.
+    pub fn refused(kind: Refusal, why: impl Into<String>) -> Self {
+        CoreError::Refused(kind, why.into(), Facts::default())
+    }
+
+    /// A refusal about one hart.
+    pub fn refused_on(kind: Refusal, hart: HartId, why: impl Into<String>) -> Self {
+        let facts = Facts {
+            hart: Some(hart),
+            ..Facts::default()
+        };
+        CoreError::Refused(kind, why.into(), facts)
+    }
+
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         CoreError::InvalidArgument {
             field,

@@ -11,7 +11,7 @@ pub mod topology;
 pub mod vm_id;
 
 pub use bdf::Bdf;
-pub use error::{CoreError, Refusal};
+pub use error::{CoreError, Facts, Refusal};
 pub use ledger::Ledger;
 pub use model::{AiaMode, Backing, Class, HartId, VcpuKey};
 pub use topology::{HartInfo, Topology};

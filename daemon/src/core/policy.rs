@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use crate::core::ledger::{Millis, VictimKey};
 use crate::core::request::PlaceSpec;
-use crate::core::{Backing, Class, CoreError, HartId, Ledger, Refusal, Topology, VcpuKey};
+use crate::core::{Backing, Class, CoreError, Facts, HartId, Ledger, Refusal, Topology, VcpuKey};
 
 /// One vCPU re-pinned, and what it runs on at its new hart.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +75,7 @@ pub fn plan_place(
     // KVM refuses AIA mode AUTO (and HWACCEL) with EINVAL on a host without
     // guest interrupt files: only best-effort (EMUL) can run there.
     if spec.class != Class::BestEffort && topology.harts().iter().all(|h| h.vsfiles == 0) {
-        return Err(CoreError::Refused(
+        return Err(CoreError::refused(
             Refusal::NoGuestFiles,
             format!(
                 "{} vm {}: this host has no guest interrupt files, so KVM accepts only AIA mode emul; place it best-effort",
@@ -104,7 +104,7 @@ pub fn plan_place(
         }
     }
     if eligible.is_empty() {
-        return Err(CoreError::Refused(
+        return Err(CoreError::refused(
             Refusal::NoEligibleHart,
             format!("vm {}: no online, undrained hart it may use", spec.vm),
         ));
@@ -176,7 +176,7 @@ pub fn plan_place(
                 })
                 .collect();
             if safe_scope.is_empty() {
-                return Err(CoreError::Refused(
+                return Err(CoreError::refused(
                     Refusal::TryAgain,
                     format!(
                         "burstable vm {}: every hart it may wait on is handing a VS-file to a vCPU that has not entered yet; try again",
@@ -306,16 +306,20 @@ fn swap(
     k: usize,
     free: &[u32],
 ) -> Result<Swap, CoreError> {
-    let refuse = |why: &str| {
-        CoreError::Refused(
-            Refusal::NoFreeVsFile,
-            format!(
-                "guaranteed vm {} needs {}; {} free and {why}",
-                spec.vm,
-                vsfiles(spec.vcpus as usize),
-                eligible.iter().map(|&h| free[h as usize]).sum::<u32>(),
-            ),
-        )
+    let free_in_scope = eligible.iter().map(|&h| free[h as usize]).sum::<u32>();
+    let refuse = |why: &str, takeable: usize| {
+        let facts = Facts {
+            needed: Some(spec.vcpus),
+            free: Some(free_in_scope),
+            takeable: Some(takeable as u32),
+            hart: None,
+        };
+        let why = format!(
+            "guaranteed vm {} needs {}; {free_in_scope} free and {why}",
+            spec.vm,
+            vsfiles(spec.vcpus as usize),
+        );
+        CoreError::Refused(Refusal::NoFreeVsFile, why, facts)
     };
     let in_scope: HashSet<HartId> = eligible.iter().copied().collect();
     let hart_of =
@@ -333,10 +337,10 @@ fn swap(
         .copied()
         .collect();
     if movable.len() < k {
-        return Err(refuse(&format!(
-            "only {} can be taken from burstable vCPUs",
-            movable.len()
-        )));
+        return Err(refuse(
+            &format!("only {} can be taken from burstable vCPUs", movable.len()),
+            movable.len(),
+        ));
     }
     // Strictly in demotion order first; if that leaves the demoted nowhere
     // to go, take them from as few harts as possible (each hart in the
@@ -369,7 +373,7 @@ fn swap(
             Err(e) => why = e,
         }
     }
-    Err(refuse(why))
+    Err(refuse(why, movable.len()))
 }
 
 /// Where the chosen victims, and the vCPUs waiting on MRIF on their harts,
@@ -574,20 +578,23 @@ pub fn plan_migrate(
         )
     })?;
     if !hart.online {
-        return Err(CoreError::Refused(
+        return Err(CoreError::refused_on(
             Refusal::HartUnavailable,
+            to,
             format!("hart {to} is offline"),
         ));
     }
     if ledger.is_drained(to) {
-        return Err(CoreError::Refused(
+        return Err(CoreError::refused_on(
             Refusal::HartUnavailable,
+            to,
             format!("hart {to} is drained"),
         ));
     }
     if !vm.allows(to) {
-        return Err(CoreError::Refused(
+        return Err(CoreError::refused_on(
             Refusal::HartUnavailable,
+            to,
             format!("vm {} may not use hart {to}", key.vm),
         ));
     }
@@ -598,15 +605,17 @@ pub fn plan_migrate(
             (Class::BestEffort, _) => Backing::Mrif,
             (_, true) => Backing::VsFile,
             (Class::Burstable, false) if !ledger.safe_for_waiting(topology, to) => {
-                return Err(CoreError::Refused(
+                return Err(CoreError::refused_on(
                     Refusal::TryAgain,
+                    to,
                     format!("hart {to} is handing a VS-file to a vCPU that has not entered yet"),
                 ));
             }
             (Class::Burstable, false) => Backing::Mrif,
             (Class::Guaranteed, false) => {
-                return Err(CoreError::Refused(
+                return Err(CoreError::refused_on(
                     Refusal::NoFreeVsFile,
+                    to,
                     format!(
                         "hart {to} has no free VS-file; guaranteed vm {} vcpu {} keeps its file on hart {}",
                         key.vm, key.vcpu, v.hart
@@ -670,8 +679,9 @@ pub fn plan_evacuate(
             }
             None if force => stranded.push(key),
             None if class == Class::Guaranteed => {
-                return Err(CoreError::Refused(
+                return Err(CoreError::refused_on(
                     Refusal::WouldStrand,
+                    hart,
                     format!(
                         "cannot drain hart {hart}: guaranteed vm {} vcpu {} has no free VS-file on another hart",
                         key.vm, key.vcpu
@@ -679,8 +689,9 @@ pub fn plan_evacuate(
                 ));
             }
             None => {
-                return Err(CoreError::Refused(
+                return Err(CoreError::refused_on(
                     Refusal::WouldStrand,
+                    hart,
                     format!(
                         "cannot drain hart {hart}: {class} vm {} vcpu {} has no other hart it may use{}",
                         key.vm,

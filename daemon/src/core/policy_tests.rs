@@ -80,11 +80,53 @@ fn guaranteed_refused_whole_when_nothing_can_be_swapped() {
     let mut l = Ledger::new(&t);
     place(&t, &mut l, "a", 7, Class::Guaranteed);
     match plan_place(&t, &l, &spec("b", 4, Class::Guaranteed)) {
-        Err(CoreError::Refused(_, msg)) => {
+        Err(CoreError::Refused(kind, msg, facts)) => {
             assert!(
                 msg.contains("needs 4 VS-files; 3 free and only 0 can be taken"),
                 "{msg}"
-            )
+            );
+            assert_eq!(kind, Refusal::NoFreeVsFile);
+            let expected = crate::core::Facts {
+                needed: Some(4),
+                free: Some(3),
+                takeable: Some(0),
+                hart: None,
+            };
+            assert_eq!(facts, expected);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_refusal_says_how_many_files_burstable_vcpus_could_give() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "b", 3, Class::Burstable);
+    match plan_place(&t, &l, &spec("g", 5, Class::Guaranteed)) {
+        Err(CoreError::Refused(Refusal::NoFreeVsFile, _, facts)) => {
+            assert_eq!(
+                (facts.needed, facts.free, facts.takeable),
+                (Some(5), Some(1), Some(3))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn refusals_about_a_hart_name_it() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "a", 1, Class::Guaranteed);
+    l.set_drained(1, true);
+    let key = VcpuKey {
+        vm: VmId::parse("a").unwrap(),
+        vcpu: 0,
+    };
+    match plan_migrate(&t, &l, &key, 1) {
+        Err(CoreError::Refused(Refusal::HartUnavailable, _, facts)) => {
+            assert_eq!(facts.hart, Some(1))
         }
         other => panic!("{other:?}"),
     }
@@ -273,7 +315,7 @@ fn evacuate_refuses_when_a_guaranteed_vcpu_has_nowhere_to_go() {
     );
     place(&t, &mut l, "g2", 1, Class::Guaranteed);
     match plan_evacuate(&t, &l, 0, false) {
-        Err(CoreError::Refused(_, msg)) => assert!(msg.contains("cannot drain hart 0"), "{msg}"),
+        Err(CoreError::Refused(_, msg, _)) => assert!(msg.contains("cannot drain hart 0"), "{msg}"),
         other => panic!("{other:?}"),
     }
     let (_, stranded) = plan_evacuate(&t, &l, 0, true).unwrap();
@@ -349,7 +391,9 @@ fn a_host_without_guest_files_takes_only_best_effort() {
     let mut l = Ledger::new(&t);
     for class in [Class::Guaranteed, Class::Burstable] {
         match plan_place(&t, &l, &spec("a", 1, class)) {
-            Err(CoreError::Refused(_, msg)) => assert!(msg.contains("only AIA mode emul"), "{msg}"),
+            Err(CoreError::Refused(_, msg, _)) => {
+                assert!(msg.contains("only AIA mode emul"), "{msg}")
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -106,7 +106,7 @@ impl Engine {
         self.metrics
             .decided("place", started.elapsed().as_secs_f64());
         plan.inspect_err(|e| {
-            if let CoreError::Refused(reason, why) = e {
+            if let CoreError::Refused(reason, why, _) = e {
                 self.metrics.refused(spec.class, *reason);
                 self.events.emit_now(
                     Event::new(EventKind::Refused, why.clone())
