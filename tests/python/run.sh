@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Runs the Python gRPC interop tests (tests/python/) against a real ifad:
+# grpcio's default channel, the :authority forms of other languages'
+# clients, server reflection, the error details, and the example client in
+# examples/python/.
+# Run from anywhere:  bash tests/python/run.sh [PYTEST ARGS...]
+# The pinned requirements.txt is installed from PyPI into a virtualenv under
+# ${XDG_CACHE_HOME:-$HOME/.cache}/ifad-python/venv and reused while the file
+# is unchanged. ifad is built with cargo unless IFAD_BIN names a binary.
+# The ifa.v1 stubs are generated into a temp dir, never into the tree.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+REQ=tests/python/requirements.txt
+VENV=${XDG_CACHE_HOME:-$HOME/.cache}/ifad-python/venv
+STAMP=$VENV/requirements.txt  # the requirements the venv was made from
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ifad-python.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+# --- the pinned requirements in a cached virtualenv ----------------------------
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || { echo "FAIL tools: need $*, no apt-get"; exit 1; }
+    echo "installing $* with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 600 apt-get update -qq
+    timeout 600 apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if ! cmp -s "$REQ" "$STAMP" || ! "$VENV/bin/python" -c 'import grpc, grpc_tools, pytest' 2>/dev/null; then
+    # Debian's python3 for the venv: a PATH python3 may come from pyenv etc.
+    py=python3
+    [[ -x /usr/bin/python3 ]] && py=/usr/bin/python3
+    command -v "$py" >/dev/null 2>&1 || { apt_install python3 python3-venv; py=/usr/bin/python3; }
+    rm -rf "$VENV"
+    mkdir -p "$(dirname "$VENV")"
+    # Debian splits ensurepip into python3-venv.
+    if ! "$py" -m venv "$VENV" >"$tmp/venv.log" 2>&1; then
+        rm -rf "$VENV"
+        apt_install python3-venv
+        "$py" -m venv "$VENV"
+    fi
+    echo "installing $REQ into $VENV"
+    if ! timeout 600 "$VENV/bin/pip" install -q --disable-pip-version-check \
+        -r "$REQ" >"$tmp/pip.log" 2>&1; then
+        cat "$tmp/pip.log"
+        rm -rf "$VENV"
+        echo "FAIL tools: pip install -r $REQ"
+        exit 1
+    fi
+    cp "$REQ" "$STAMP"
+fi
+PY=$VENV/bin/python
+echo "$("$PY" --version), grpcio $("$PY" -c 'import grpc; print(grpc.__version__)')"
+
+# --- ifa.v1 stubs, into the temp dir -----------------------------------------
+PYTHON=$PY bash examples/python/gen_stubs.sh "$tmp/stubs" >/dev/null
+
+# --- the daemon ------------------------------------------------------------
+if [[ -z ${IFAD_BIN:-} ]]; then
+    echo "building ifad and ifactl"
+    cargo build -q -p ifad -p ifactl
+    IFAD_BIN=${CARGO_TARGET_DIR:-target}/debug/ifad
+fi
+[[ -x $IFAD_BIN ]] || { echo "FAIL ifad: $IFAD_BIN is not an executable"; exit 1; }
+IFAD_BIN=$(realpath "$IFAD_BIN")
+echo "ifad: $IFAD_BIN ($(date -r "$IFAD_BIN" '+%F %T'))"
+
+# --- the tests -------------------------------------------------------------
+# Nothing written into the tree: no __pycache__, no .pytest_cache.
+rc=0
+env -u IFAD_SOCKET -u IFAD_STATE_DIR -u IFAD_CONFIG \
+    IFAD_BIN="$IFAD_BIN" PYTHONPATH="$tmp/stubs" PYTHONDONTWRITEBYTECODE=1 \
+    timeout 900 "$PY" -m pytest -p no:cacheprovider -ra tests/python "$@" || rc=$?
+if ((rc == 5)); then
+    echo "FAIL: pytest collected no tests"
+    exit 1
+fi
+exit "$rc"
