@@ -1,13 +1,16 @@
 //! ifad patch: the `:authority` that gRPC clients send over a Unix socket.
 //!
 //! grpc-java, Bazel and CSI tools send the socket's path as it is
-//! (`/run/ifad/ifad.sock`); gRPC C-core (grpcio, grpc++, since 1.57) sends it
-//! percent-encoded (`%2Frun%2Fifad%2Fifad.sock`). Neither is a valid URI
-//! authority, so h2 would reset the stream. These two forms, and only they,
-//! are let through, as a request without an authority.
+//! (`/run/ifad/ifad.sock`); gRPC C-core (grpcio, grpc++, since 1.57) sends the
+//! target's path percent-encoded, without its leading slash for
+//! `unix:/run/ifad/ifad.sock` (`run%2Fifad%2Fifad.sock`), with it for other
+//! spellings (`%2Frun%2Fifad%2Fifad.sock`). None is a valid URI authority, so
+//! h2 would reset the stream. These forms, and only they, are let through, as
+//! a request without an authority.
 
-/// True if `authority` is an absolute path, raw or percent-encoded, made only
-/// of characters a URI path segment may hold.
+/// True if `authority` is a path made only of characters a URI path segment
+/// may hold: raw and absolute, or percent-encoded with at least one encoded
+/// slash (a host name never holds one).
 pub(crate) fn is_socket_path(authority: &str) -> bool {
     let bytes = authority.as_bytes();
     if bytes.first() == Some(&b'/') {
@@ -15,7 +18,7 @@ pub(crate) fn is_socket_path(authority: &str) -> bool {
     }
     match percent_decoded(bytes) {
         Some(decoded) => {
-            decoded.first() == Some(&b'/')
+            decoded.contains(&b'/')
                 && decoded.iter().all(|&b| b == b'/' || is_pchar(b) || b == b'%')
         }
         None => false,
@@ -60,6 +63,7 @@ mod tests {
         assert!(is_socket_path("/tmp/.tmpAb3_x/ifad-0.sock"));
         assert!(is_socket_path("%2Frun%2Fifad%2Fifad.sock"));
         assert!(is_socket_path("%2frun%2fifad%2fifad.sock"));
+        assert!(is_socket_path("run%2Fifad%2Fifad.sock"));
     }
 
     #[test]
@@ -73,8 +77,9 @@ mod tests {
             "%2Frun%2Fifad%20sock",
             "%2",
             "%zz/run",
-            "%41%2Frun",
             "localhost/path",
+            "example.com",
+            "a%41b",
         ] {
             assert!(!is_socket_path(bad), "{bad:?}");
         }
