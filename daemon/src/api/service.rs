@@ -231,7 +231,7 @@ impl Allocator for AllocatorService {
         let r = req.into_inner();
         let id = VmId::parse(&r.vm).map_err(core_status)?;
         if r.pid == 0 {
-            return Err(invalid_argument("pid", "pid: must be a process id"));
+            return Err(invalid_argument("pid", "must be a process id"));
         }
         let now = self.clock.now();
         let vm = self

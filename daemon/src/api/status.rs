@@ -27,7 +27,8 @@ pub struct Failure {
     message: String,
     metadata: HashMap<String, String>,
     retry_after: Option<Duration>,
-    bad_field: Option<String>,
+    /// The offending field and what is wrong with it.
+    bad_field: Option<(String, String)>,
 }
 
 impl Failure {
@@ -60,9 +61,10 @@ impl Failure {
         self
     }
 
-    /// Bad input in `field`: a `BadRequest` violation naming it.
-    pub fn bad_field(mut self, field: &str) -> Self {
-        self.bad_field = Some(field.to_string());
+    /// Bad input in `field`: a `BadRequest` violation naming it and saying
+    /// what is wrong (the message says both, for people).
+    pub fn bad_field(mut self, field: &str, wrong: impl Into<String>) -> Self {
+        self.bad_field = Some((field.to_string(), wrong.into()));
         self.with("field", field)
     }
 
@@ -72,18 +74,22 @@ impl Failure {
         if let Some(delay) = self.retry_after {
             details.set_retry_info(Some(delay));
         }
-        if let Some(field) = self.bad_field {
-            details.add_bad_request_violation(field, self.message.clone());
+        if let Some((field, wrong)) = self.bad_field {
+            details.add_bad_request_violation(field, wrong);
         }
         Status::with_error_details(self.code, self.message, details)
     }
 }
 
 /// Bad input in `field`, before anything reached the engine.
-pub fn invalid_argument(field: &str, message: impl Into<String>) -> Status {
-    Failure::new(Code::InvalidArgument, Reason::InvalidArgument, message)
-        .bad_field(field)
-        .into_status()
+pub fn invalid_argument(field: &str, wrong: &str) -> Status {
+    Failure::new(
+        Code::InvalidArgument,
+        Reason::InvalidArgument,
+        format!("{field}: {wrong}"),
+    )
+    .bad_field(field, wrong)
+    .into_status()
 }
 
 /// The code and reason of each kind of refusal. Capacity is
@@ -117,8 +123,9 @@ fn refused(kind: Refusal, message: String, facts: Facts) -> Failure {
 pub fn core_status(e: CoreError) -> Status {
     let message = e.to_string();
     let failure = match e {
-        CoreError::InvalidArgument { field, .. } => {
-            Failure::new(Code::InvalidArgument, Reason::InvalidArgument, message).bad_field(field)
+        CoreError::InvalidArgument { field, reason } => {
+            Failure::new(Code::InvalidArgument, Reason::InvalidArgument, message)
+                .bad_field(field, reason)
         }
         CoreError::VmExists(vm) => {
             Failure::new(Code::AlreadyExists, Reason::VmExists, message).with("vm", vm)

@@ -110,9 +110,11 @@ fn bad_input_names_its_field_in_a_bad_request() {
     let bad = s.get_details_bad_request().expect("a BadRequest");
     assert_eq!(bad.field_violations.len(), 1);
     assert_eq!(bad.field_violations[0].field, "devices");
-    assert_eq!(bad.field_violations[0].description, "devices: listed twice");
+    assert_eq!(bad.field_violations[0].description, "listed twice");
+    assert_eq!(s.message(), "devices: listed twice");
     assert_eq!(metadata(&s, "field").as_deref(), Some("devices"));
-    let direct = invalid_argument("pid", "pid: must be a process id");
+    let direct = invalid_argument("pid", "must be a process id");
+    assert_eq!(direct.message(), "pid: must be a process id");
     assert_eq!(
         direct.get_details_bad_request().unwrap().field_violations[0].field,
         "pid"
