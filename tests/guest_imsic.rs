@@ -50,6 +50,13 @@ fn qemu_with_two_sockets_and_guest_index_bits_survives_a_restart() {
 #[test]
 fn a_vm_placed_without_a_layout_says_unknown() {
     let d = Daemon::simulate("harts=4,files=5");
+    // The host side is known even so: 5 files need 3 guest-index bits,
+    // 4 harts 2 hart-index bits, as on QEMU virt.
+    assert_eq!(
+        d.json("status")["host_imsic"],
+        serde_json::json!({"guest_index_bits": 3, "hart_index_bits": 2,
+                           "group_index_bits": 0, "group_index_shift": 24})
+    );
     d.ctl("place --vm u --vcpus 2 --class burstable").ok();
     let vm = d.json("vm u");
     assert_eq!(gpas(&vm), [Value::Null, Value::Null]);

@@ -13,6 +13,16 @@ pub struct Status {
     pub vsfiles: VsFiles,
     pub vms: u32,
     pub vcpus: VcpuCounts,
+    /// The host's IMSIC geometry; null when the firmware does not describe it.
+    pub host_imsic: Option<HostImsic>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HostImsic {
+    pub guest_index_bits: u32,
+    pub hart_index_bits: u32,
+    pub group_index_bits: u32,
+    pub group_index_shift: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -213,6 +223,12 @@ impl From<v1::Status> for Status {
                 vsfile: s.vcpus_vsfile,
                 mrif: s.vcpus_mrif,
             },
+            host_imsic: s.host_imsic.map(|g| HostImsic {
+                guest_index_bits: g.guest_index_bits,
+                hart_index_bits: g.hart_index_bits,
+                group_index_bits: g.group_index_bits,
+                group_index_shift: g.group_index_shift,
+            }),
         }
     }
 }

@@ -47,6 +47,16 @@ pub fn status(s: &Status) -> String {
             "VCPUS\t{} on VS-file, {} on MRIF",
             s.vcpus.vsfile, s.vcpus.mrif
         ),
+        format!(
+            "HOST IMSIC\t{}",
+            s.host_imsic.as_ref().map_or_else(
+                || "unknown".to_string(),
+                |g| format!(
+                    "guest-index-bits {}, hart-index-bits {}, group-index-bits {}, group-index-shift {}",
+                    g.guest_index_bits, g.hart_index_bits, g.group_index_bits, g.group_index_shift
+                )
+            )
+        ),
     ])
 }
 

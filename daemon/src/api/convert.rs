@@ -175,6 +175,12 @@ pub fn status_to_proto(s: StatusView) -> v1::Status {
         vcpus_vsfile: s.vcpus_vsfile,
         vcpus_mrif: s.vcpus_mrif,
         version: env!("CARGO_PKG_VERSION").to_string(),
+        host_imsic: s.host_imsic.map(|g| v1::HostImsicGeometry {
+            guest_index_bits: u32::from(g.guest_index_bits),
+            hart_index_bits: u32::from(g.hart_index_bits),
+            group_index_bits: u32::from(g.group_index_bits),
+            group_index_shift: u32::from(g.group_index_shift),
+        }),
     }
 }
 

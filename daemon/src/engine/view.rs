@@ -4,6 +4,7 @@ use crate::core::imsic_layout::GuestMsiGeometry;
 use crate::core::ledger::VmRecord;
 use crate::core::policy::{Move, Placement};
 use crate::core::request::PlaceSpec;
+use crate::core::topology::ImsicGeometry;
 use crate::core::{AiaMode, Backing, Class, GuestImsicLayout, HartId, Ledger, Topology};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +17,7 @@ pub struct StatusView {
     pub vms: u32,
     pub vcpus_vsfile: u32,
     pub vcpus_mrif: u32,
+    pub host_imsic: Option<ImsicGeometry>,
 }
 
 impl StatusView {
@@ -38,6 +40,7 @@ impl StatusView {
             vms: ledger.vm_count() as u32,
             vcpus_vsfile: vsfile,
             vcpus_mrif: mrif,
+            host_imsic: topology.imsic(),
         }
     }
 
