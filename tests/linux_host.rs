@@ -72,6 +72,13 @@ fn host_root_discovers_the_captured_host() {
     assert_eq!(s["host"], "linux");
     assert_eq!(s["harts"], 4);
     assert_eq!(s["vsfiles"]["total"], 20);
+    // Its S-level node has riscv,guest-index-bits 3 and no hart or group
+    // properties: 4 harts take 2 hart bits by the binding's default.
+    assert_eq!(
+        s["host_imsic"],
+        serde_json::json!({"guest_index_bits": 3, "hart_index_bits": 2,
+                           "group_index_bits": 0, "group_index_shift": 24})
+    );
     assert!(
         d.log().contains("discovered 4 harts from the device tree"),
         "{}",

@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use ifa_api::v1;
 
 /// Inspect and steer ifad, the interrupt-file allocation daemon.
 #[derive(Debug, Parser)]
@@ -111,6 +112,90 @@ pub struct PlaceArgs {
     /// Harts the VM may use, as in cpusets: `0-3,8,10-11`.
     #[arg(long, value_name = "LIST", value_parser = parse_hart_list)]
     pub harts: Option<HartList>,
+    #[command(flatten)]
+    pub guest_imsic: GuestImsicArgs,
+}
+
+/// Where the VMM puts the guest IMSIC pages; without any of these ifad
+/// records them as unknown (KVM does not tell it).
+#[derive(Debug, clap::Args)]
+pub struct GuestImsicArgs {
+    /// The VMM's default layout.
+    #[arg(long, value_enum, conflicts_with_all = ["imsic_base", "imsic_gpa"])]
+    pub vmm: Option<VmmArg>,
+    /// QEMU `-smp sockets=` (with --vmm qemu) [default: 1]
+    #[arg(long, value_name = "N", requires = "vmm")]
+    pub vmm_sockets: Option<u32>,
+    /// The guest's own guest-index-bits, from QEMU `aia-guests` (with
+    /// --vmm qemu) [default: 0]
+    #[arg(long, value_name = "N", requires = "vmm")]
+    pub guest_index_bits: Option<u32>,
+    /// Guest IMSIC of vCPU 0 (hex with 0x, or decimal); with --imsic-stride.
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr, requires = "imsic_stride",
+          conflicts_with = "imsic_gpa")]
+    pub imsic_base: Option<u64>,
+    /// Bytes between consecutive vCPUs' guest IMSICs; with --imsic-base.
+    #[arg(long, value_name = "BYTES", value_parser = parse_addr, requires = "imsic_base")]
+    pub imsic_stride: Option<u64>,
+    /// One guest IMSIC address per vCPU, in vCPU order: `0x28000000,0x28001000`.
+    #[arg(long, value_name = "ADDRS", value_parser = parse_addr, value_delimiter = ',',
+          num_args = 1..)]
+    pub imsic_gpa: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VmmArg {
+    /// QEMU virt: 0x28000000 + socket x 16 MiB + hart x (4 KiB << guest-index-bits).
+    Qemu,
+    /// cloud-hypervisor: 0x04000000 + vCPU x 4 KiB.
+    CloudHypervisor,
+    /// kvmtool: 0x08000000 + vCPU x 4 KiB.
+    Kvmtool,
+}
+
+impl GuestImsicArgs {
+    /// The request's layout; `Err` (one line, exit 2) for QEMU-only flags
+    /// given with another VMM, which clap cannot express.
+    pub fn to_proto(&self) -> Result<Option<v1::GuestImsicLayout>, String> {
+        use v1::guest_imsic_layout::{self as g, Layout};
+        let layout = match (self.vmm, self.imsic_base, self.imsic_stride) {
+            (Some(VmmArg::Qemu), ..) => Layout::Qemu(g::Qemu {
+                sockets: self.vmm_sockets.unwrap_or(1),
+                guest_index_bits: self.guest_index_bits.unwrap_or(0),
+            }),
+            (Some(other), ..) => {
+                if self.vmm_sockets.is_some() || self.guest_index_bits.is_some() {
+                    return Err(format!(
+                        "--vmm-sockets and --guest-index-bits are for --vmm qemu, not {}",
+                        other
+                            .to_possible_value()
+                            .map_or_else(String::new, |v| v.get_name().to_string())
+                    ));
+                }
+                match other {
+                    VmmArg::CloudHypervisor => Layout::CloudHypervisor(g::CloudHypervisor {}),
+                    _ => Layout::Kvmtool(g::Kvmtool {}),
+                }
+            }
+            (None, Some(base), Some(stride)) => Layout::Strided(g::Strided { base, stride }),
+            _ if !self.imsic_gpa.is_empty() => Layout::PerVcpu(g::PerVcpu {
+                gpas: self.imsic_gpa.clone(),
+            }),
+            _ => return Ok(None),
+        };
+        Ok(Some(v1::GuestImsicLayout {
+            layout: Some(layout),
+        }))
+    }
+}
+
+/// An address or size: `0x...` hex, or decimal.
+pub fn parse_addr(raw: &str) -> Result<u64, String> {
+    let parsed = match raw.strip_prefix("0x").or_else(|| raw.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(&hex.replace('_', ""), 16),
+        None => raw.parse::<u64>(),
+    };
+    parsed.map_err(|_| format!("{raw:?} is not an address (0x-prefixed hex or decimal)"))
 }
 
 /// A parsed cpuset-style hart list.
@@ -165,6 +250,105 @@ mod tests {
         assert_eq!(parse_hart_list("5,5,4").unwrap().0, [4, 5]);
         for bad in ["", "a", "3-1", "1-", "-1", "0-9999"] {
             assert!(parse_hart_list(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn addresses_take_hex_or_decimal() {
+        assert_eq!(parse_addr("0x2800_0000"), Ok(0x2800_0000));
+        assert_eq!(parse_addr("4096"), Ok(4096));
+        for bad in ["", "0x", "0xg", "-1", "28000000h"] {
+            assert!(parse_addr(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn place(args: &[&str]) -> Result<Args, clap::Error> {
+        let base = [
+            "ifactl",
+            "place",
+            "--vm",
+            "a",
+            "--vcpus",
+            "2",
+            "--class",
+            "burstable",
+        ];
+        Args::try_parse_from(base.iter().chain(args))
+    }
+
+    fn layout(args: &[&str]) -> Result<Option<v1::GuestImsicLayout>, String> {
+        match place(args).unwrap().command {
+            Command::Place(p) => p.guest_imsic.to_proto(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn layout_flags_build_the_request() {
+        use v1::guest_imsic_layout::{Layout, Qemu, Strided};
+        let l = |args| layout(args).unwrap().and_then(|l| l.layout);
+        assert_eq!(l(&[]), None);
+        assert_eq!(
+            l(&[
+                "--vmm",
+                "qemu",
+                "--vmm-sockets",
+                "2",
+                "--guest-index-bits",
+                "1"
+            ]),
+            Some(Layout::Qemu(Qemu {
+                sockets: 2,
+                guest_index_bits: 1
+            }))
+        );
+        assert_eq!(
+            l(&["--vmm", "qemu"]),
+            Some(Layout::Qemu(Qemu {
+                sockets: 1,
+                guest_index_bits: 0
+            }))
+        );
+        assert_eq!(
+            l(&["--imsic-base", "0x10000000", "--imsic-stride", "0x2000"]),
+            Some(Layout::Strided(Strided {
+                base: 0x1000_0000,
+                stride: 0x2000
+            }))
+        );
+        match l(&["--imsic-gpa", "0x1000,0x3000"]) {
+            Some(Layout::PerVcpu(p)) => assert_eq!(p.gpas, [0x1000, 0x3000]),
+            other => panic!("{other:?}"),
+        }
+        assert!(layout(&["--vmm", "kvmtool", "--vmm-sockets", "2"]).is_err());
+    }
+
+    #[test]
+    fn layout_flags_exclude_each_other() {
+        for bad in [
+            &["--vmm", "qemu", "--imsic-gpa", "0x1000"][..],
+            &[
+                "--vmm",
+                "kvmtool",
+                "--imsic-base",
+                "0x1000",
+                "--imsic-stride",
+                "0x1000",
+            ],
+            &["--imsic-base", "0x1000"],
+            &["--imsic-stride", "0x1000"],
+            &[
+                "--imsic-base",
+                "0x1000",
+                "--imsic-stride",
+                "0x1000",
+                "--imsic-gpa",
+                "0x1000",
+            ],
+            &["--vmm-sockets", "2"],
+            &["--vmm", "xen"],
+        ] {
+            assert!(place(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -34,15 +34,17 @@ fn print<T: Serialize>(output: Output, value: &T, table: impl FnOnce(&T) -> Stri
     }
 }
 
-fn place_request(p: PlaceArgs) -> v1::PlaceRequest {
-    v1::PlaceRequest {
+fn place_request(p: PlaceArgs) -> Result<v1::PlaceRequest, Failure> {
+    let guest_imsic = p.guest_imsic.to_proto().map_err(Failure::Usage)?;
+    Ok(v1::PlaceRequest {
         vm: p.vm,
         vcpus: p.vcpus,
         class: class_to_proto(p.class).into(),
         devices: p.devices,
         priority: p.priority,
         harts: p.harts.map(|h| h.0).unwrap_or_default(),
-    }
+        guest_imsic,
+    })
 }
 
 fn class_to_proto(c: ClassArg) -> v1::Class {
@@ -63,6 +65,8 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 
 enum Failure {
     Rpc(tonic::Status),
+    /// Bad input clap could not catch.
+    Usage(String),
     Other(anyhow::Error),
 }
 
@@ -108,11 +112,11 @@ async fn run(args: Args) -> Result<(), Failure> {
             print(out, &harts, |h| render::harts(h));
         }
         Command::Place(p) => {
-            let reply = client.place(place_request(p)).await?.into_inner();
+            let reply = client.place(place_request(p)?).await?.into_inner();
             print(out, &model::Vm::from(reply), render::vm);
         }
         Command::Advise(p) => {
-            let reply = client.advise(place_request(p)).await?.into_inner();
+            let reply = client.advise(place_request(p)?).await?.into_inner();
             print(out, &model::Vm::from(reply), render::vm);
         }
         Command::Migrate { vm, vcpu, hart } => {
@@ -221,6 +225,14 @@ fn offline(command: &Command) -> Option<std::io::Result<()>> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args: Args = ifa_api::cli::parse_or_exit("ifactl");
+    // Layout flags clap cannot cross-check are refused before connecting,
+    // like any other bad flag.
+    if let Command::Place(p) | Command::Advise(p) = &args.command {
+        if let Err(e) = p.guest_imsic.to_proto() {
+            eprintln!("ifactl: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
     if let Some(done) = offline(&args.command) {
         return match done {
             Ok(()) => ExitCode::SUCCESS,
@@ -239,6 +251,10 @@ async fn main() -> ExitCode {
             };
             eprintln!("ifactl: {refused}{}", status.message().replace('\n', " "));
             ExitCode::from(exit_code(status.code()))
+        }
+        Err(Failure::Usage(e)) => {
+            eprintln!("ifactl: {e}");
+            ExitCode::from(EXIT_USAGE)
         }
         Err(Failure::Other(e)) => {
             eprintln!("ifactl: {e:#}");

@@ -13,6 +13,16 @@ pub struct Status {
     pub vsfiles: VsFiles,
     pub vms: u32,
     pub vcpus: VcpuCounts,
+    /// The host's IMSIC geometry; null when the firmware does not describe it.
+    pub host_imsic: Option<HostImsic>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HostImsic {
+    pub guest_index_bits: u32,
+    pub hart_index_bits: u32,
+    pub group_index_bits: u32,
+    pub group_index_shift: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -50,10 +60,68 @@ pub struct Vm {
     pub priority: i32,
     pub allowed_harts: Vec<u32>,
     pub devices: Vec<String>,
+    /// The guest IMSIC layout placed with; null: unknown.
+    pub guest_imsic: Option<GuestImsic>,
+    /// Guest MSI geometry for irqbypass (QEMU, kvmtool); null: unknown.
+    pub guest_msi: Option<GuestMsi>,
     pub vcpus: Vec<Vcpu>,
     /// Only in the reply to place and advise: who gave up a VS-file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub demoted: Option<Vec<Move>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum GuestImsic {
+    Qemu { sockets: u32, guest_index_bits: u32 },
+    CloudHypervisor,
+    Kvmtool,
+    Strided { base: String, stride: String },
+    PerVcpu { gpas: Vec<String> },
+}
+
+impl GuestImsic {
+    fn from_proto(l: v1::GuestImsicLayout) -> Option<Self> {
+        use v1::guest_imsic_layout::Layout;
+        Some(match l.layout? {
+            Layout::Qemu(q) => GuestImsic::Qemu {
+                sockets: q.sockets,
+                guest_index_bits: q.guest_index_bits,
+            },
+            Layout::CloudHypervisor(_) => GuestImsic::CloudHypervisor,
+            Layout::Kvmtool(_) => GuestImsic::Kvmtool,
+            Layout::Strided(s) => GuestImsic::Strided {
+                base: hex(s.base),
+                stride: hex(s.stride),
+            },
+            Layout::PerVcpu(p) => GuestImsic::PerVcpu {
+                gpas: p.gpas.into_iter().map(hex).collect(),
+            },
+        })
+    }
+
+    /// One line for the table view.
+    pub fn describe(&self) -> String {
+        match self {
+            GuestImsic::Qemu {
+                sockets,
+                guest_index_bits,
+            } => format!("qemu, {sockets} socket(s), guest-index-bits {guest_index_bits}"),
+            GuestImsic::CloudHypervisor => "cloud-hypervisor".into(),
+            GuestImsic::Kvmtool => "kvmtool".into(),
+            GuestImsic::Strided { base, stride } => format!("{base} + vcpu x {stride}"),
+            GuestImsic::PerVcpu { .. } => "per vCPU".into(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct GuestMsi {
+    /// Page numbers (address >> 12), as the IOMMU's device context holds them.
+    pub msi_addr_mask: String,
+    pub msi_addr_pattern: String,
+    pub group_index_bits: u32,
+    pub group_index_shift: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -85,7 +153,8 @@ pub struct Vcpu {
     pub backing: &'static str,
     pub is_mrif: bool,
     pub vsfile_line: Option<u32>,
-    pub guest_imsic_gpa: String,
+    /// null: unknown (placed without a guest IMSIC layout).
+    pub guest_imsic_gpa: Option<String>,
     pub vsfile_hpa: Option<String>,
     /// The VMM thread running it, once attached.
     pub tid: Option<u32>,
@@ -154,6 +223,12 @@ impl From<v1::Status> for Status {
                 vsfile: s.vcpus_vsfile,
                 mrif: s.vcpus_mrif,
             },
+            host_imsic: s.host_imsic.map(|g| HostImsic {
+                guest_index_bits: g.guest_index_bits,
+                hart_index_bits: g.hart_index_bits,
+                group_index_bits: g.group_index_bits,
+                group_index_shift: g.group_index_shift,
+            }),
         }
     }
 }
@@ -186,7 +261,7 @@ impl From<v1::Vcpu> for Vcpu {
             backing: backing_name(v.backing),
             is_mrif: v.is_mrif,
             vsfile_line: (v.vsfile_line != 0).then_some(v.vsfile_line),
-            guest_imsic_gpa: hex(v.guest_imsic_gpa),
+            guest_imsic_gpa: v.guest_imsic_gpa.map(hex),
             vsfile_hpa: (v.vsfile_hpa != 0).then(|| hex(v.vsfile_hpa)),
             tid: (v.tid != 0).then_some(v.tid),
         }
@@ -215,6 +290,13 @@ impl From<v1::Vm> for Vm {
             allowed_harts: vm.allowed_harts,
             vm: vm.vm,
             devices: vm.devices,
+            guest_imsic: vm.guest_imsic.and_then(GuestImsic::from_proto),
+            guest_msi: vm.guest_msi.map(|g| GuestMsi {
+                msi_addr_mask: hex(g.msi_addr_mask),
+                msi_addr_pattern: hex(g.msi_addr_pattern),
+                group_index_bits: g.group_index_bits,
+                group_index_shift: g.group_index_shift,
+            }),
             vcpus: vm.vcpus.into_iter().map(Into::into).collect(),
             demoted: None,
         }

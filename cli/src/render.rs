@@ -47,6 +47,16 @@ pub fn status(s: &Status) -> String {
             "VCPUS\t{} on VS-file, {} on MRIF",
             s.vcpus.vsfile, s.vcpus.mrif
         ),
+        format!(
+            "HOST IMSIC\t{}",
+            s.host_imsic.as_ref().map_or_else(
+                || "unknown".to_string(),
+                |g| format!(
+                    "guest-index-bits {}, hart-index-bits {}, group-index-bits {}, group-index-shift {}",
+                    g.guest_index_bits, g.hart_index_bits, g.group_index_bits, g.group_index_shift
+                )
+            )
+        ),
     ])
 }
 
@@ -124,6 +134,12 @@ pub fn vm(vm: &Vm) -> String {
         format!("PRIORITY\t{}", vm.priority),
         format!("HARTS\t{harts}"),
         format!("DEVICES\t{}", or_dash(&vm.devices)),
+        format!(
+            "GUEST IMSIC\t{}",
+            vm.guest_imsic
+                .as_ref()
+                .map_or_else(|| "unknown".to_string(), |l| l.describe())
+        ),
     ]);
     let mut out = format!("{head}\n{}", vcpus(&vm.vcpus));
     if let Some(demoted) = vm.demoted.as_ref().filter(|d| !d.is_empty()) {
@@ -158,7 +174,9 @@ fn vcpus(vcpus: &[Vcpu]) -> String {
                 v.hart.to_string(),
                 v.backing.to_string(),
                 line(v),
-                v.guest_imsic_gpa.clone(),
+                v.guest_imsic_gpa
+                    .clone()
+                    .unwrap_or_else(|| "unknown".into()),
                 hpa(v),
                 v.tid.map_or("-".into(), |t| t.to_string()),
             ]
@@ -249,6 +267,8 @@ mod tests {
             allowed_harts: vec![],
             demoted: None,
             devices: vec![],
+            guest_imsic: None,
+            guest_msi: None,
             vcpus: vec![
                 Vcpu {
                     vcpu: 0,
@@ -256,7 +276,7 @@ mod tests {
                     backing: "vsfile",
                     is_mrif: false,
                     vsfile_line: Some(1),
-                    guest_imsic_gpa: "0x28000000".into(),
+                    guest_imsic_gpa: Some("0x28000000".into()),
                     vsfile_hpa: Some("0x28019000".into()),
                     tid: Some(4242),
                 },
@@ -266,7 +286,7 @@ mod tests {
                     backing: "mrif",
                     is_mrif: true,
                     vsfile_line: None,
-                    guest_imsic_gpa: "0x28001000".into(),
+                    guest_imsic_gpa: None,
                     vsfile_hpa: None,
                     tid: None,
                 },
@@ -285,9 +305,10 @@ mod tests {
         let out = super::vm(&vm);
         assert!(out.contains("VS-FILE HPA  TID"), "{out}");
         assert!(out.contains("0x28019000   4242"), "{out}");
-        assert!(out.contains("DEVICES   -"), "{out}");
+        assert!(out.contains("DEVICES      -"), "{out}");
+        assert!(out.contains("GUEST IMSIC  unknown"), "{out}");
         assert!(
-            out.contains("1     12    mrif     -     0x28001000       -            -"),
+            out.contains("1     12    mrif     -     unknown          -            -"),
             "{out}"
         );
     }

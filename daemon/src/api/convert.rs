@@ -2,7 +2,8 @@
 
 use ifa_api::v1;
 
-use crate::core::{AiaMode, Backing, Class};
+use crate::core::imsic_layout::GuestMsiGeometry;
+use crate::core::{AiaMode, Backing, Class, CoreError, GuestImsicLayout};
 use crate::engine::events::{Event, EventKind};
 use crate::engine::{
     HartView, MoveOutcome, MoveView, PlaceOutcome, StatusView, VcpuView, VmState, VmView,
@@ -62,6 +63,64 @@ fn vcpu_to_proto(v: VcpuView) -> v1::Vcpu {
     }
 }
 
+/// A request's layout, checked for type only: `PlaceSpec` validates it
+/// against the VM. `None`: the request gave none (or an empty oneof).
+pub fn layout_from_proto(
+    l: Option<v1::GuestImsicLayout>,
+) -> Result<Option<GuestImsicLayout>, CoreError> {
+    use v1::guest_imsic_layout::Layout;
+    let Some(layout) = l.and_then(|l| l.layout) else {
+        return Ok(None);
+    };
+    Ok(Some(match layout {
+        Layout::Qemu(q) => GuestImsicLayout::Qemu {
+            sockets: q.sockets,
+            guest_index_bits: u8::try_from(q.guest_index_bits).map_err(|_| {
+                CoreError::invalid(
+                    "guest_imsic.qemu.guest_index_bits",
+                    format!("{} is out of range 0..=3", q.guest_index_bits),
+                )
+            })?,
+        },
+        Layout::CloudHypervisor(_) => GuestImsicLayout::CloudHypervisor,
+        Layout::Kvmtool(_) => GuestImsicLayout::Kvmtool,
+        Layout::Strided(s) => GuestImsicLayout::Strided {
+            base: s.base,
+            stride: s.stride,
+        },
+        Layout::PerVcpu(p) => GuestImsicLayout::PerVcpu(p.gpas),
+    }))
+}
+
+fn layout_to_proto(l: GuestImsicLayout) -> v1::GuestImsicLayout {
+    use v1::guest_imsic_layout::{self as g, Layout};
+    let layout = match l {
+        GuestImsicLayout::Qemu {
+            sockets,
+            guest_index_bits,
+        } => Layout::Qemu(g::Qemu {
+            sockets,
+            guest_index_bits: u32::from(guest_index_bits),
+        }),
+        GuestImsicLayout::CloudHypervisor => Layout::CloudHypervisor(g::CloudHypervisor {}),
+        GuestImsicLayout::Kvmtool => Layout::Kvmtool(g::Kvmtool {}),
+        GuestImsicLayout::Strided { base, stride } => Layout::Strided(g::Strided { base, stride }),
+        GuestImsicLayout::PerVcpu(gpas) => Layout::PerVcpu(g::PerVcpu { gpas }),
+    };
+    v1::GuestImsicLayout {
+        layout: Some(layout),
+    }
+}
+
+fn msi_to_proto(g: GuestMsiGeometry) -> v1::GuestMsiGeometry {
+    v1::GuestMsiGeometry {
+        msi_addr_mask: g.msi_addr_mask,
+        msi_addr_pattern: g.msi_addr_pattern,
+        group_index_bits: g.group_index_bits,
+        group_index_shift: g.group_index_shift,
+    }
+}
+
 pub fn vm_to_proto(vm: VmView) -> v1::Vm {
     v1::Vm {
         vm: vm.vm,
@@ -72,6 +131,8 @@ pub fn vm_to_proto(vm: VmView) -> v1::Vm {
         allowed_harts: vm.allowed,
         devices: vm.devices,
         vcpus: vm.vcpus.into_iter().map(vcpu_to_proto).collect(),
+        guest_imsic: vm.guest_imsic.map(layout_to_proto),
+        guest_msi: vm.guest_msi.map(msi_to_proto),
     }
 }
 
@@ -111,6 +172,12 @@ pub fn status_to_proto(s: StatusView) -> v1::Status {
         vcpus_vsfile: s.vcpus_vsfile,
         vcpus_mrif: s.vcpus_mrif,
         version: env!("CARGO_PKG_VERSION").to_string(),
+        host_imsic: s.host_imsic.map(|g| v1::HostImsicGeometry {
+            guest_index_bits: u32::from(g.guest_index_bits),
+            hart_index_bits: u32::from(g.hart_index_bits),
+            group_index_bits: u32::from(g.group_index_bits),
+            group_index_shift: u32::from(g.group_index_shift),
+        }),
     }
 }
 

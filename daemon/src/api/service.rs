@@ -11,8 +11,8 @@ use tokio_stream::wrappers::{BroadcastStream, WatchStream};
 use tokio_stream::{Stream, StreamExt};
 
 use crate::api::convert::{
-    class_from_proto, event_to_proto, hart_to_proto, migrate_to_proto, move_to_proto,
-    place_to_proto, status_to_proto, vm_to_proto,
+    class_from_proto, event_to_proto, hart_to_proto, layout_from_proto, migrate_to_proto,
+    move_to_proto, place_to_proto, status_to_proto, vm_to_proto,
 };
 use crate::api::status::{Failure, core_status, invalid_argument};
 use crate::clock::Clock;
@@ -67,12 +67,14 @@ impl AllocatorService {
 }
 
 fn place_spec(r: v1::PlaceRequest) -> Result<PlaceSpec, Status> {
-    Ok(
-        PlaceSpec::parse(&r.vm, r.vcpus, class_from_proto(r.class), &r.devices)
-            .map_err(core_status)?
-            .with_priority(r.priority)
-            .with_harts(&r.harts),
-    )
+    let spec = PlaceSpec::parse(&r.vm, r.vcpus, class_from_proto(r.class), &r.devices)
+        .map_err(core_status)?
+        .with_priority(r.priority)
+        .with_harts(&r.harts);
+    match layout_from_proto(r.guest_imsic).map_err(core_status)? {
+        Some(layout) => spec.with_guest_imsic(layout).map_err(core_status),
+        None => Ok(spec),
+    }
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send>>;

@@ -7,7 +7,9 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::core::request::PlaceSpec;
-use crate::core::{Backing, Bdf, Class, CoreError, HartId, Topology, VcpuKey, VmId};
+use crate::core::{
+    Backing, Bdf, Class, CoreError, GuestImsicLayout, HartId, Topology, VcpuKey, VmId,
+};
 
 /// Milliseconds of the engine's monotonic clock.
 pub type Millis = u64;
@@ -55,6 +57,10 @@ pub struct VmRecord {
     /// A HWACCEL entry failed (a hart went offline under it): the VMM has
     /// stopped the VM, so it no longer counts against any hart's files.
     pub failed: bool,
+    /// The guest IMSIC layout given at placement. Absent in state files
+    /// written before layouts existed: those VMs' addresses are unknown.
+    #[serde(default)]
+    pub guest_imsic: Option<GuestImsicLayout>,
 }
 
 impl VmRecord {
@@ -293,6 +299,7 @@ impl Ledger {
                 seq,
                 pending,
                 failed: false,
+                guest_imsic: spec.guest_imsic.clone(),
             },
         );
         for vcpu in 0..plan.len() as u32 {

@@ -97,3 +97,34 @@ fn duplicate_ids_and_devices_are_not_taken_twice() {
     assert_eq!(back.vm_count(), 1);
     back.verify(&t).unwrap();
 }
+
+#[test]
+fn a_record_saved_before_layouts_existed_loads_as_unknown() {
+    // A VmRecord exactly as ifad wrote it before guest IMSIC layouts.
+    let old = r#"{"id":"web","class":"burstable","priority":0,"devices":[],
+        "allowed":null,"vcpus":[{"hart":0,"backing":"vsfile","line":1,
+        "held_on":0,"moved_at":null,"waiting_since":0}],"seq":0,
+        "pending":false,"failed":false}"#;
+    let vm: VmRecord = serde_json::from_str(old).unwrap();
+    assert_eq!(vm.guest_imsic, None);
+}
+
+#[test]
+fn a_layout_survives_save_and_restore() {
+    let t = Topology::uniform(2, 4, 1);
+    let mut l = Ledger::new(&t);
+    let layout = crate::core::GuestImsicLayout::Qemu {
+        sockets: 2,
+        guest_index_bits: 1,
+    };
+    let s = PlaceSpec::parse("q", 2, Some(Class::Burstable), &[])
+        .unwrap()
+        .with_guest_imsic(layout.clone())
+        .unwrap();
+    let p = plan_place(&t, &l, &s).unwrap();
+    apply_placement(&mut l, &s, &p, 0).unwrap();
+    let json = serde_json::to_string(&l.save()).unwrap();
+    let saved: SavedLedger = serde_json::from_str(&json).unwrap();
+    let (back, _) = Ledger::restore(&t, saved);
+    assert_eq!(back.vm(&id("q")).unwrap().guest_imsic, Some(layout));
+}

@@ -3,6 +3,7 @@
 
 pub mod bdf;
 pub mod error;
+pub mod imsic_layout;
 pub mod ledger;
 pub mod model;
 pub mod policy;
@@ -12,6 +13,7 @@ pub mod vm_id;
 
 pub use bdf::Bdf;
 pub use error::{CoreError, Facts, Refusal};
+pub use imsic_layout::GuestImsicLayout;
 pub use ledger::Ledger;
 pub use model::{AiaMode, Backing, Class, HartId, VcpuKey};
 pub use topology::{HartInfo, Topology};

@@ -808,6 +808,7 @@ pub fn replan_all(topology: &Topology, ledger: &Ledger) -> (Ledger, Vec<crate::c
             devices: vm.devices.clone(),
             priority: vm.priority,
             allowed: vm.allowed.clone(),
+            guest_imsic: vm.guest_imsic.clone(),
         };
         match plan_place(topology, &fresh, &spec) {
             Ok(p) if !p.pending() => {

@@ -1,6 +1,6 @@
 use std::collections::BTreeSet;
 
-use crate::core::{Bdf, Class, CoreError, HartId, VmId};
+use crate::core::{Bdf, Class, CoreError, GuestImsicLayout, HartId, VmId};
 
 /// KVM_MAX_VCPUS on RISC-V.
 pub const MAX_VCPUS: u32 = 1024;
@@ -16,6 +16,8 @@ pub struct PlaceSpec {
     pub priority: i32,
     /// Harts the VM may use, sorted; `None`: all.
     pub allowed: Option<Vec<HartId>>,
+    /// Where the VMM puts the guest IMSICs; `None`: not given, so unknown.
+    pub guest_imsic: Option<GuestImsicLayout>,
 }
 
 impl PlaceSpec {
@@ -56,12 +58,21 @@ impl PlaceSpec {
             devices: parsed,
             priority: 0,
             allowed: None,
+            guest_imsic: None,
         })
     }
 
     pub fn with_priority(mut self, priority: i32) -> Self {
         self.priority = priority;
         self
+    }
+
+    /// Records the VM's guest IMSIC layout after checking it against the
+    /// VM's vCPU count.
+    pub fn with_guest_imsic(mut self, layout: GuestImsicLayout) -> Result<Self, CoreError> {
+        layout.validate(self.vcpus)?;
+        self.guest_imsic = Some(layout);
+        Ok(self)
     }
 
     /// Restricts the VM to `harts` (empty: no restriction). Whether the

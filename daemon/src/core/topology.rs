@@ -27,6 +27,36 @@ impl HartInfo {
     }
 }
 
+/// The host's S-level IMSIC address geometry, host-wide as the firmware
+/// gives it (device tree `riscv,*-index-bits` / `riscv,group-index-shift`,
+/// or the ACPI MADT IMSIC entry). irqbypass needs it on the host side: a
+/// VS-file's host address decodes into group, hart and guest index by it,
+/// as the IOMMU's MSI page tables must.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImsicGeometry {
+    pub guest_index_bits: u8,
+    pub hart_index_bits: u8,
+    pub group_index_bits: u8,
+    /// Bit where the group index starts (the binding's default is 24).
+    pub group_index_shift: u8,
+}
+
+/// The device tree binding's default `riscv,group-index-shift`.
+pub const DEFAULT_GROUP_INDEX_SHIFT: u8 = 24;
+
+impl ImsicGeometry {
+    /// The binding's defaults for `harts` harts in one group:
+    /// hart-index-bits ceil(log2(harts)), no group bits.
+    pub fn single_group(harts: u32, guest_index_bits: u8) -> Self {
+        ImsicGeometry {
+            guest_index_bits,
+            hart_index_bits: (u32::BITS - harts.saturating_sub(1).leading_zeros()) as u8,
+            group_index_bits: 0,
+            group_index_shift: DEFAULT_GROUP_INDEX_SHIFT,
+        }
+    }
+}
+
 /// QEMU virt's S-level IMSIC base, used for simulated hosts.
 pub const VIRT_IMSIC_S_BASE: u64 = 0x2800_0000;
 
@@ -34,13 +64,24 @@ pub const VIRT_IMSIC_S_BASE: u64 = 0x2800_0000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     harts: Vec<HartInfo>,
+    /// `None` when only the kernel log told the file count.
+    imsic: Option<ImsicGeometry>,
 }
 
 impl Topology {
     /// `harts` must be numbered 0..n in order.
     pub fn new(harts: Vec<HartInfo>) -> Self {
         debug_assert!(harts.iter().enumerate().all(|(i, h)| h.id as usize == i));
-        Topology { harts }
+        Topology { harts, imsic: None }
+    }
+
+    pub fn with_imsic(mut self, geometry: ImsicGeometry) -> Self {
+        self.imsic = Some(geometry);
+        self
+    }
+
+    pub fn imsic(&self) -> Option<ImsicGeometry> {
+        self.imsic
     }
 
     /// `harts` harts with `vsfiles` files each, split into `numa_nodes`
@@ -50,6 +91,7 @@ impl Topology {
         let guest_index_bits = u8::BITS - vsfiles.leading_zeros();
         let stride = IMSIC_PAGE << guest_index_bits;
         let per_node = harts.div_ceil(numa_nodes.max(1)).max(1);
+        let geometry = ImsicGeometry::single_group(harts, guest_index_bits as u8);
         Topology::new(
             (0..harts)
                 .map(|id| HartInfo {
@@ -61,6 +103,7 @@ impl Topology {
                 })
                 .collect(),
         )
+        .with_imsic(geometry)
     }
 
     /// Marks a hart on- or offline; false if there is no such hart.
@@ -114,6 +157,9 @@ mod tests {
             VIRT_IMSIC_S_BASE + 9 * IMSIC_PAGE
         );
         assert_eq!(t.vsfiles_online(), 20);
+        let g = t.imsic().unwrap();
+        assert_eq!((g.guest_index_bits, g.hart_index_bits), (3, 2));
+        assert_eq!((g.group_index_bits, g.group_index_shift), (0, 24));
         // 63 files need all 6 bits.
         let t = Topology::uniform(2, 63, 1);
         assert_eq!(

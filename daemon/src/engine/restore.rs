@@ -97,6 +97,7 @@ impl Engine {
             allowed: vm
                 .allowed
                 .map(|a| a.into_iter().filter(|&h| h < harts).collect()),
+            guest_imsic: vm.guest_imsic,
         }
     }
 

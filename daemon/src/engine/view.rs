@@ -1,14 +1,11 @@
 //! Read-only snapshots of the engine's state, as the API returns them.
 
+use crate::core::imsic_layout::GuestMsiGeometry;
 use crate::core::ledger::VmRecord;
 use crate::core::policy::{Move, Placement};
 use crate::core::request::PlaceSpec;
-use crate::core::{AiaMode, Backing, Class, HartId, Ledger, Topology};
-
-/// QEMU virt's guest IMSIC S-level base; a guest without nested files has
-/// one page per vCPU there.
-pub const GUEST_IMSIC_S_BASE: u64 = 0x2800_0000;
-const GUEST_IMSIC_PAGE: u64 = 4096;
+use crate::core::topology::ImsicGeometry;
+use crate::core::{AiaMode, Backing, Class, GuestImsicLayout, HartId, Ledger, Topology};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusView {
@@ -20,6 +17,7 @@ pub struct StatusView {
     pub vms: u32,
     pub vcpus_vsfile: u32,
     pub vcpus_mrif: u32,
+    pub host_imsic: Option<ImsicGeometry>,
 }
 
 impl StatusView {
@@ -42,6 +40,7 @@ impl StatusView {
             vms: ledger.vm_count() as u32,
             vcpus_vsfile: vsfile,
             vcpus_mrif: mrif,
+            host_imsic: topology.imsic(),
         }
     }
 
@@ -91,7 +90,8 @@ pub struct VcpuView {
     pub hart: HartId,
     pub backing: Backing,
     pub line: Option<u8>,
-    pub guest_imsic_gpa: u64,
+    /// `None`: the VM was placed without a guest IMSIC layout.
+    pub guest_imsic_gpa: Option<u64>,
     /// 0 while on MRIF or before the host reported the line.
     pub vsfile_hpa: u64,
     /// The VMM's thread running this vCPU, once attached.
@@ -133,6 +133,9 @@ pub struct VmView {
     pub allowed: Vec<HartId>,
     pub devices: Vec<String>,
     pub vcpus: Vec<VcpuView>,
+    pub guest_imsic: Option<GuestImsicLayout>,
+    /// Guest MSI geometry for irqbypass, where the VMM's rule is known.
+    pub guest_msi: Option<GuestMsiGeometry>,
 }
 
 /// One vCPU moved by policy or an operator.
@@ -157,8 +160,12 @@ impl From<&Move> for MoveView {
     }
 }
 
-fn guest_imsic_gpa(vcpu: u32) -> u64 {
-    GUEST_IMSIC_S_BASE + u64::from(vcpu) * GUEST_IMSIC_PAGE
+fn guest_imsic_gpa(layout: Option<&GuestImsicLayout>, vcpu: usize, vcpus: usize) -> Option<u64> {
+    layout?.gpa(vcpu as u32, vcpus as u32)
+}
+
+fn guest_msi(layout: Option<&GuestImsicLayout>, vcpus: usize) -> Option<GuestMsiGeometry> {
+    layout?.msi_geometry(vcpus as u32)
 }
 
 impl VmView {
@@ -177,7 +184,11 @@ impl VmView {
                     hart: v.hart,
                     backing: v.backing,
                     line: v.line.filter(|_| v.backing == Backing::VsFile),
-                    guest_imsic_gpa: guest_imsic_gpa(i as u32),
+                    guest_imsic_gpa: guest_imsic_gpa(
+                        record.guest_imsic.as_ref(),
+                        i,
+                        record.vcpus.len(),
+                    ),
                     vsfile_hpa: hpa,
                     tid: tids.get(i).copied().flatten(),
                 }
@@ -198,6 +209,8 @@ impl VmView {
             allowed: record.allowed.clone().unwrap_or_default(),
             devices: record.devices.iter().map(ToString::to_string).collect(),
             vcpus,
+            guest_imsic: record.guest_imsic.clone(),
+            guest_msi: guest_msi(record.guest_imsic.as_ref(), record.vcpus.len()),
         }
     }
 
@@ -220,11 +233,17 @@ impl VmView {
                     hart,
                     backing,
                     line: None,
-                    guest_imsic_gpa: guest_imsic_gpa(i as u32),
+                    guest_imsic_gpa: guest_imsic_gpa(
+                        spec.guest_imsic.as_ref(),
+                        i,
+                        placement.vcpus.len(),
+                    ),
                     vsfile_hpa: 0,
                     tid: None,
                 })
                 .collect(),
+            guest_imsic: spec.guest_imsic.clone(),
+            guest_msi: guest_msi(spec.guest_imsic.as_ref(), placement.vcpus.len()),
         }
     }
 }

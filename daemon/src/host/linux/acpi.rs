@@ -5,7 +5,7 @@
 const HEADER: usize = 36 + 8;
 const RINTC: u8 = 0x18;
 const IMSIC: u8 = 0x19;
-use crate::core::topology::IMSIC_PAGE as PAGE;
+use crate::core::topology::{IMSIC_PAGE as PAGE, ImsicGeometry};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rintc {
@@ -18,9 +18,22 @@ pub struct Rintc {
 pub struct Madt {
     pub harts: Vec<Rintc>,
     pub guest_index_bits: u8,
+    /// The IMSIC entry's hart index bits, group index bits and shift.
+    pub hart_index_bits: u8,
+    pub group_index_bits: u8,
+    pub group_index_shift: u8,
 }
 
 impl Madt {
+    pub fn geometry(&self) -> ImsicGeometry {
+        ImsicGeometry {
+            guest_index_bits: self.guest_index_bits,
+            hart_index_bits: self.hart_index_bits,
+            group_index_bits: self.group_index_bits,
+            group_index_shift: self.group_index_shift,
+        }
+    }
+
     /// (hart id, S-level file address, VS-files its IMSIC region backs).
     pub fn files(&self) -> Vec<(u64, u64, u32)> {
         let max = (1u64 << self.guest_index_bits) - 1;
@@ -54,7 +67,8 @@ pub fn parse(table: &[u8]) -> Option<Madt> {
     let len = (u32_at(table, 4)? as usize).min(table.len());
     let mut at = HEADER;
     let mut harts = Vec::new();
-    let mut gib = None;
+    // Guest, hart, group index bits and group shift: bytes 12..16.
+    let mut bits = None;
     while at + 2 <= len {
         let (kind, size) = (table[at], table[at + 1] as usize);
         if size < 2 || at + size > len {
@@ -67,14 +81,23 @@ pub fn parse(table: &[u8]) -> Option<Madt> {
                 imsic_addr: u64_at(e, 24)?,
                 imsic_size: u32_at(e, 32)?,
             }),
-            IMSIC if size >= 16 => gib = Some(e[12]),
+            IMSIC if size >= 16 => bits = Some([e[12], e[13], e[14], e[15]]),
             _ => {}
         }
         at += size;
     }
+    let [
+        guest_index_bits,
+        hart_index_bits,
+        group_index_bits,
+        group_index_shift,
+    ] = bits?;
     Some(Madt {
         harts,
-        guest_index_bits: gib?,
+        guest_index_bits,
+        hart_index_bits,
+        group_index_bits,
+        group_index_shift,
     })
 }
 
@@ -101,6 +124,8 @@ pub fn build(harts: &[Rintc], guest_index_bits: u8) -> Vec<u8> {
     e[8..10].copy_from_slice(&255u16.to_le_bytes());
     e[10..12].copy_from_slice(&255u16.to_le_bytes());
     e[12] = guest_index_bits;
+    e[13] = 1;
+    e[15] = 24;
     t.extend(e);
     let len = t.len() as u32;
     t[4..8].copy_from_slice(&len.to_le_bytes());
@@ -128,6 +153,16 @@ mod tests {
         let madt = parse(&build(&harts, 3)).unwrap();
         assert_eq!(madt.harts, harts);
         assert_eq!(madt.files(), [(0, 0x2800_0000, 7), (5, 0x2800_8000, 3)]);
+        let g = madt.geometry();
+        assert_eq!(
+            (
+                g.guest_index_bits,
+                g.hart_index_bits,
+                g.group_index_bits,
+                g.group_index_shift
+            ),
+            (3, 1, 0, 24)
+        );
         assert_eq!(parse(b"FACP"), None);
         assert_eq!(
             parse(&build(&harts, 3)[..60]),

@@ -17,6 +17,12 @@ const MAX_DEPTH: usize = 4;
 pub struct Imsic {
     pub node: PathBuf,
     pub guest_index_bits: u32,
+    /// `riscv,hart-index-bits`; absent: the binding's ceil(log2(harts)).
+    pub hart_index_bits: Option<u32>,
+    /// `riscv,group-index-bits` (default 0), `riscv,group-index-shift`
+    /// (default 24).
+    pub group_index_bits: u32,
+    pub group_index_shift: u32,
     /// MMIO regions (address, size), one per group, in order.
     pub regions: Vec<(u64, u64)>,
     /// Hart ids in interrupts-extended order: entry i owns the i-th slice
@@ -24,9 +30,22 @@ pub struct Imsic {
     pub harts: Vec<u32>,
 }
 
-use crate::core::topology::IMSIC_PAGE as PAGE;
+use crate::core::topology::{DEFAULT_GROUP_INDEX_SHIFT, IMSIC_PAGE as PAGE, ImsicGeometry};
 
 impl Imsic {
+    pub fn geometry(&self) -> ImsicGeometry {
+        let defaults =
+            ImsicGeometry::single_group(self.harts.len() as u32, self.guest_index_bits as u8);
+        ImsicGeometry {
+            hart_index_bits: self
+                .hart_index_bits
+                .map_or(defaults.hart_index_bits, |b| b as u8),
+            group_index_bits: self.group_index_bits as u8,
+            group_index_shift: self.group_index_shift as u8,
+            ..defaults
+        }
+    }
+
     /// Per hart in `harts` order: (address of its S-level file, VS-files the
     /// MMIO regions really back, at most 2^guest-index-bits - 1).
     pub fn files(&self) -> Vec<(u64, u32)> {
@@ -112,6 +131,10 @@ pub fn s_level_imsic(base: &Path) -> io::Result<Option<Imsic>> {
             found = Some(Imsic {
                 node: node.to_path_buf(),
                 guest_index_bits: cell(&node.join("riscv,guest-index-bits")).unwrap_or(0),
+                hart_index_bits: cell(&node.join("riscv,hart-index-bits")),
+                group_index_bits: cell(&node.join("riscv,group-index-bits")).unwrap_or(0),
+                group_index_shift: cell(&node.join("riscv,group-index-shift"))
+                    .unwrap_or(u32::from(DEFAULT_GROUP_INDEX_SHIFT)),
                 regions,
                 harts,
             });
@@ -170,6 +193,9 @@ mod tests {
         let imsic = Imsic {
             node: PathBuf::new(),
             guest_index_bits: 3,
+            hart_index_bits: None,
+            group_index_bits: 1,
+            group_index_shift: 24,
             // Two groups of two harts; the second region is cut short.
             regions: vec![(0x2800_0000, 16 * PAGE), (0x2900_0000, 12 * PAGE)],
             harts: vec![0, 1, 2, 3],
@@ -182,6 +208,17 @@ mod tests {
                 (0x2900_0000, 7),
                 (0x2900_8000, 3)
             ]
+        );
+        let g = imsic.geometry();
+        // 4 harts: 2 hart-index bits by the binding's default.
+        assert_eq!(
+            (
+                g.guest_index_bits,
+                g.hart_index_bits,
+                g.group_index_bits,
+                g.group_index_shift
+            ),
+            (3, 2, 1, 24)
         );
     }
 }

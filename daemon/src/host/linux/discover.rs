@@ -129,6 +129,7 @@ pub fn discover(root: &Path, max_files: Option<u8>) -> Result<Discovered, Discov
             log_path.display()
         ));
     }
+    let mut acpi_geometry = None;
     let (source, per_hart): (Source, Vec<(u64, u32)>) = match &imsic {
         Some(im) => {
             let files = im.files();
@@ -149,6 +150,7 @@ pub fn discover(root: &Path, max_files: Option<u8>) -> Result<Discovered, Discov
             .and_then(|t| acpi::parse(&t))
         {
             Some(madt) => {
+                acpi_geometry = Some(madt.geometry());
                 let files = madt.files();
                 let per = hart_ids
                     .iter()
@@ -203,8 +205,16 @@ pub fn discover(root: &Path, max_files: Option<u8>) -> Result<Discovered, Discov
             ));
         }
     }
+    let geometry = match &imsic {
+        Some(im) => Some(im.geometry()),
+        None => acpi_geometry,
+    };
+    let topology = Topology::new(harts);
     Ok(Discovered {
-        topology: Topology::new(harts),
+        topology: match geometry {
+            Some(g) => topology.with_imsic(g),
+            None => topology,
+        },
         hart_ids,
         source,
         warnings,
