@@ -19,35 +19,10 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/ifad-python.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
 # --- the pinned requirements in a cached virtualenv ----------------------------
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || { echo "FAIL tools: need $*, no apt-get"; exit 1; }
-    echo "installing $* with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    timeout 600 apt-get update -qq
-    timeout 600 apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+source tools/python-venv.sh
 
 if ! cmp -s "$REQ" "$STAMP" || ! "$VENV/bin/python" -c 'import grpc, grpc_tools, pytest' 2>/dev/null; then
-    # Debian's python3 for the venv: a PATH python3 may come from pyenv etc.
-    py=python3
-    [[ -x /usr/bin/python3 ]] && py=/usr/bin/python3
-    command -v "$py" >/dev/null 2>&1 || { apt_install python3 python3-venv; py=/usr/bin/python3; }
-    rm -rf "$VENV"
-    mkdir -p "$(dirname "$VENV")"
-    # Debian splits ensurepip into python3-venv.
-    if ! "$py" -m venv "$VENV" >"$tmp/venv.log" 2>&1; then
-        rm -rf "$VENV"
-        apt_install python3-venv
-        "$py" -m venv "$VENV"
-    fi
-    echo "installing $REQ into $VENV"
-    if ! timeout 600 "$VENV/bin/pip" install -q --disable-pip-version-check \
-        -r "$REQ" >"$tmp/pip.log" 2>&1; then
-        cat "$tmp/pip.log"
-        rm -rf "$VENV"
-        echo "FAIL tools: pip install -r $REQ"
-        exit 1
-    fi
+    make_venv "$VENV" "$REQ" -r "$REQ"
     cp "$REQ" "$STAMP"
 fi
 PY=$VENV/bin/python
