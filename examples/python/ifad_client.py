@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An orchestrator's round trip with ifad over its gRPC API (ifa.v1).
 
-    python ifad_client.py --socket /run/ifad/ifad.sock [--pid PID]
+    python ifad_client.py --socket /run/ifad/ifad.sock [--pid PID] [--vmm qemu]
 
 1. watches ifad's events on a background stream;
 2. places a VM (Place) and prints where each vCPU runs and on what;
@@ -217,8 +217,10 @@ def print_vm(pb, vm):
     for v in vm.vcpus:
         backing = pb.Backing.Name(v.backing)
         line = f"line {v.vsfile_line} vsfile_hpa {v.vsfile_hpa:#x}" if not v.is_mrif else "MRIF"
+        # Absent unless Place said the VMM's layout: ifad never guesses it.
+        gpa = f"{v.guest_imsic_gpa:#x}" if v.HasField("guest_imsic_gpa") else "unknown"
         print(f"  vcpu {v.vcpu}: hart {v.hart} {backing} {line} "
-              f"guest_imsic_gpa {v.guest_imsic_gpa:#x}" + (f" tid {v.tid}" if v.tid else ""))
+              f"guest_imsic_gpa {gpa}" + (f" tid {v.tid}" if v.tid else ""))
 
 
 def run(args):
@@ -251,9 +253,22 @@ def run(args):
         return rc
 
 
+def guest_imsic(pb, vmm):
+    """Where the VMM puts the guest's IMSIC pages (for the irqbypass
+    record); None leaves them unknown."""
+    layout = pb.GuestImsicLayout
+    return {
+        None: None,
+        "qemu": layout(qemu=layout.Qemu(sockets=1, guest_index_bits=0)),
+        "cloud-hypervisor": layout(cloud_hypervisor=layout.CloudHypervisor()),
+        "kvmtool": layout(kvmtool=layout.Kvmtool()),
+    }[vmm]
+
+
 def place_attach_release(stub, pb, args, klass):
     """Returns (exit code, whether the VM was placed)."""
-    req = pb.PlaceRequest(vm=args.vm, vcpus=args.vcpus, **{"class": klass})
+    req = pb.PlaceRequest(vm=args.vm, vcpus=args.vcpus, harts=args.harts,
+                          guest_imsic=guest_imsic(pb, args.vmm), **{"class": klass})
     try:
         placed = call(stub.Place, req, "place")
     except grpc.RpcError as err:
@@ -290,6 +305,10 @@ def main(argv=None):
     p.add_argument("--vcpus", type=int, default=2, help="default: %(default)s")
     p.add_argument("--class", dest="vm_class", default="guaranteed",
                    choices=["guaranteed", "burstable", "best-effort"])
+    p.add_argument("--harts", type=lambda s: [int(h) for h in s.split(",")], default=[],
+                   help="harts the VM may use, e.g. 0,1 (default: all)")
+    p.add_argument("--vmm", choices=["qemu", "cloud-hypervisor", "kvmtool"],
+                   help="the VMM, for its guest IMSIC layout (default: unknown)")
     p.add_argument("--proto", help="directory holding ifa/v1/ifa.proto "
                    "(default: the repository's proto/)")
     args = p.parse_args(argv)

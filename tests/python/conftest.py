@@ -62,8 +62,17 @@ def ifad_bin():
     return path
 
 
+def fake_vmm_bin():
+    path = os.environ.get("FAKE_VMM_BIN") or str(REPO / "target" / "debug" / "fake-vmm")
+    if not os.access(path, os.X_OK):
+        pytest.exit(f"no fake-vmm binary at {path}: set FAKE_VMM_BIN or run tests/python/run.sh",
+                    returncode=1)
+    return path
+
+
 class Daemon:
-    """A running `ifad --simulate=<spec>`."""
+    """A running `ifad --simulate=<spec>`, or with `spec` None the Linux
+    backend on the host `args` name (`--host-root DIR`)."""
 
     def __init__(self, spec, args=()):
         # Short paths: a Unix socket path must fit in 108 bytes.
@@ -77,7 +86,7 @@ class Daemon:
         env.update(IFAD_CONFIG="/dev/null", RUST_LOG="info")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [ifad_bin(), f"--simulate={spec}", "--socket", self.socket,
+                [ifad_bin(), *([f"--simulate={spec}"] if spec else []), "--socket", self.socket,
                  "--state-dir", str(self.dir / "state"), "--metrics-listen", "off", *args],
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
         try:
@@ -146,6 +155,56 @@ def start_daemon():
     yield start
     hung = [d.socket for d in daemons if d.stop() is None]
     assert not hung, f"ifad did not stop on SIGTERM within {STOP_TIMEOUT_S}s: {hung}"
+
+
+# A RISC-V KVM host captured from a real kernel (4 harts x 5 VS-files).
+HOST_FIXTURE = REPO / "daemon" / "tests" / "fixtures" / "hosts" / "qemu-virt-aia5"
+
+
+@pytest.fixture
+def linux_daemon():
+    """The Linux backend reading the captured host: attach pins real threads
+    (of processes the test starts) with sched_setaffinity."""
+    d = Daemon(None, ["--host-root", str(HOST_FIXTURE)])
+    yield d
+    assert d.stop() is not None, f"ifad did not stop on SIGTERM within {STOP_TIMEOUT_S}s"
+
+
+class FakeVmm:
+    """tests/bin/fake_vmm.rs: threads named like QEMU's (`CPU <n>/KVM`)."""
+
+    def __init__(self, vcpus):
+        self.proc = subprocess.Popen([fake_vmm_bin(), str(vcpus)], stdout=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, text=True)
+        # It exits by itself within a minute; "ready" once every thread runs.
+        assert self.proc.stdout.readline().strip() == "ready"
+        self.pid = self.proc.pid
+
+    def affinity(self):
+        """{thread name: allowed CPUs} of its vCPU threads, as the kernel says."""
+        out = {}
+        for tid in os.listdir(f"/proc/{self.pid}/task"):
+            name = Path(f"/proc/{self.pid}/task/{tid}/comm").read_text().strip()
+            if name.startswith("CPU "):
+                out[name] = sorted(os.sched_getaffinity(int(tid)))
+        return out
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait(STOP_TIMEOUT_S)
+
+
+@pytest.fixture
+def fake_vmm():
+    vmms = []
+
+    def start(vcpus):
+        vmms.append(FakeVmm(vcpus))
+        return vmms[-1]
+
+    yield start
+    for v in vmms:
+        v.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@
 # Run from anywhere:  bash tests/python/run.sh [PYTEST ARGS...]
 # The pinned requirements.txt is installed from PyPI into a virtualenv under
 # ${XDG_CACHE_HOME:-$HOME/.cache}/ifad-python/venv and reused while the file
-# is unchanged. ifad is built with cargo unless IFAD_BIN names a binary.
+# is unchanged. ifad is built with cargo unless IFAD_BIN names a binary
+# (fake-vmm, the stand-in VMM, is taken from beside it unless FAKE_VMM_BIN says).
 # The ifa.v1 stubs are generated into a temp dir, never into the tree.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,10 +34,14 @@ PYTHON=$PY bash examples/python/gen_stubs.sh "$tmp/stubs" >/dev/null
 
 # --- the daemon ------------------------------------------------------------
 if [[ -z ${IFAD_BIN:-} ]]; then
-    echo "building ifad and ifactl"
+    echo "building ifad, ifactl and fake-vmm"
     cargo build -q -p ifad -p ifactl
+    cargo build -q -p ifa-e2e --bin fake-vmm
     IFAD_BIN=${CARGO_TARGET_DIR:-target}/debug/ifad
+    FAKE_VMM_BIN=${CARGO_TARGET_DIR:-target}/debug/fake-vmm
 fi
+# A stand-in VMM (threads named like QEMU's) for the attach test.
+FAKE_VMM_BIN=${FAKE_VMM_BIN:-$(dirname "$IFAD_BIN")/fake-vmm}
 [[ -x $IFAD_BIN ]] || { echo "FAIL ifad: $IFAD_BIN is not an executable"; exit 1; }
 IFAD_BIN=$(realpath "$IFAD_BIN")
 echo "ifad: $IFAD_BIN ($(date -r "$IFAD_BIN" '+%F %T'))"
@@ -45,7 +50,7 @@ echo "ifad: $IFAD_BIN ($(date -r "$IFAD_BIN" '+%F %T'))"
 # Nothing written into the tree: no __pycache__, no .pytest_cache.
 rc=0
 env -u IFAD_SOCKET -u IFAD_STATE_DIR -u IFAD_CONFIG \
-    IFAD_BIN="$IFAD_BIN" PYTHONPATH="$tmp/stubs" PYTHONDONTWRITEBYTECODE=1 \
+    IFAD_BIN="$IFAD_BIN" FAKE_VMM_BIN="$(realpath -m "$FAKE_VMM_BIN")" PYTHONPATH="$tmp/stubs" PYTHONDONTWRITEBYTECODE=1 \
     timeout 900 "$PY" -m pytest -p no:cacheprovider -ra tests/python "$@" || rc=$?
 if ((rc == 5)); then
     echo "FAIL: pytest collected no tests"

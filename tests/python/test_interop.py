@@ -5,6 +5,7 @@ on a Unix socket, server reflection, the rich error model
 examples/python/."""
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -264,6 +265,24 @@ def test_example_reports_the_field_of_bad_input(daemon):
     out = run_example("--socket", daemon.socket, "--vcpus", "0")
     assert out.returncode == 2, out
     assert "invalid argument: vcpus" in out.stderr, out.stderr
+
+
+def test_example_attaches_a_running_vmm_and_the_kernel_shows_the_pinning(linux_daemon, fake_vmm):
+    # This machine may have only 2 CPUs: keep the VM on harts 0 and 1.
+    vmm = fake_vmm(2)
+    out = run_example("--socket", linux_daemon.socket, "--vm", "a", "--vcpus", "2",
+                      "--class", "burstable", "--harts", "0,1", "--vmm", "qemu",
+                      "--pid", str(vmm.pid))
+    assert out.returncode == 0, (out, linux_daemon.log())
+    attached = re.findall(r"vcpu (\d+): hart (\d+) \S+ .* guest_imsic_gpa (\S+) tid (\d+)",
+                          out.stdout)
+    assert len(attached) == 2, out.stdout
+    pinned = vmm.affinity()
+    for vcpu, hart, gpa, _tid in attached:
+        assert pinned[f"CPU {vcpu}/KVM"] == [int(hart)], (pinned, out.stdout)
+        # QEMU virt, one socket, guest-index-bits 0: 4 KiB apart from 0x28000000.
+        assert int(gpa, 16) == 0x2800_0000 + int(vcpu) * 0x1000
+    assert "released a" in out.stdout, out.stdout
 
 
 def test_example_gives_the_vm_back_when_attach_fails(daemon):
