@@ -92,3 +92,26 @@ impl CoreError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_labels_are_the_documented_metric_labels() {
+        // The reason label of ifad_placement_refusals_total: dashboards and
+        // alert rules match on these values.
+        let labels: Vec<_> = Refusal::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "no_guest_files",
+                "no_eligible_hart",
+                "no_free_vsfile",
+                "try_again",
+                "hart_unavailable",
+                "would_strand"
+            ]
+        );
+    }
+}

@@ -160,6 +160,17 @@ fn qemu_msi_geometry_matches_what_qemu_tells_kvm() {
     };
     let g = one.msi_geometry(4).unwrap();
     assert_eq!((g.group_index_bits, g.msi_addr_mask), (0, 0b11));
+    // Without groups QEMU sets no shift, and neither does ifad.
+    assert_eq!(g.group_index_shift, 0);
+}
+
+#[test]
+fn qemu_may_have_as_many_sockets_as_vcpus() {
+    let l = GuestImsicLayout::Qemu {
+        sockets: 2,
+        guest_index_bits: 0,
+    };
+    assert_eq!(gpas(&l, 2), [0x2800_0000, 0x2800_0000 + MIB16]);
 }
 
 #[test]

@@ -306,8 +306,8 @@ fn swap(
     k: usize,
     free: &[u32],
 ) -> Result<Swap, CoreError> {
-    let free_in_scope = eligible.iter().map(|&h| free[h as usize]).sum::<u32>();
     let refuse = |why: &str, takeable: usize| {
+        let free_in_scope = eligible.iter().map(|&h| free[h as usize]).sum::<u32>();
         let facts = Facts {
             needed: Some(spec.vcpus),
             free: Some(free_in_scope),
