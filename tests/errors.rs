@@ -22,6 +22,14 @@ fn metadata(s: &Status, key: &str) -> String {
     info.metadata.get(key).cloned().unwrap_or_default()
 }
 
+/// The status a Place answers, through ifad's own tonic client.
+fn place_refused(d: &Daemon, request: v1::PlaceRequest) -> Status {
+    runtime().block_on(async {
+        let mut c = ifa_api::client::connect(&d.socket).await.unwrap();
+        c.place(request).await.unwrap_err()
+    })
+}
+
 #[test]
 fn a_refusal_says_why_and_how_many_in_its_details() {
     let d = Daemon::simulate("harts=2,files=2");
@@ -32,10 +40,7 @@ fn a_refusal_says_why_and_how_many_in_its_details() {
         class: v1::Class::Guaranteed.into(),
         ..Default::default()
     };
-    let err = runtime().block_on(async {
-        let mut c = ifa_api::client::connect(&d.socket).await.unwrap();
-        c.place(place).await.unwrap_err()
-    });
+    let err = place_refused(&d, place);
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert_eq!(Reason::of(&err), Some(Reason::NoFreeVsfile));
     let numbers = ["needed", "free", "takeable"].map(|k| metadata(&err, k));
@@ -52,10 +57,7 @@ fn bad_input_names_the_field() {
         class: v1::Class::Burstable.into(),
         ..Default::default()
     };
-    let err = runtime().block_on(async {
-        let mut c = ifa_api::client::connect(&d.socket).await.unwrap();
-        c.place(place).await.unwrap_err()
-    });
+    let err = place_refused(&d, place);
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(Reason::of(&err), Some(Reason::InvalidArgument));
     let bad = err.get_details_bad_request().expect("a BadRequest");

@@ -54,18 +54,11 @@ def _stubs():
 pb, pb_grpc = _stubs()
 
 
-def ifad_bin():
-    path = os.environ.get("IFAD_BIN") or str(REPO / "target" / "debug" / "ifad")
+def workspace_bin(name, env):
+    """A binary of the workspace: `$env` if set, else cargo's debug build."""
+    path = os.environ.get(env) or str(REPO / "target" / "debug" / name)
     if not os.access(path, os.X_OK):
-        pytest.exit(f"no ifad binary at {path}: set IFAD_BIN or run tests/python/run.sh",
-                    returncode=1)
-    return path
-
-
-def fake_vmm_bin():
-    path = os.environ.get("FAKE_VMM_BIN") or str(REPO / "target" / "debug" / "fake-vmm")
-    if not os.access(path, os.X_OK):
-        pytest.exit(f"no fake-vmm binary at {path}: set FAKE_VMM_BIN or run tests/python/run.sh",
+        pytest.exit(f"no {name} binary at {path}: set {env} or run tests/python/run.sh",
                     returncode=1)
     return path
 
@@ -86,7 +79,7 @@ class Daemon:
         env.update(IFAD_CONFIG="/dev/null", RUST_LOG="info")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [ifad_bin(), *([f"--simulate={spec}"] if spec else []), "--socket", self.socket,
+                [workspace_bin("ifad", "IFAD_BIN"), *([f"--simulate={spec}"] if spec else []), "--socket", self.socket,
                  "--state-dir", str(self.dir / "state"), "--metrics-listen", "off", *args],
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
         try:
@@ -174,7 +167,7 @@ class FakeVmm:
     """tests/bin/fake_vmm.rs: threads named like QEMU's (`CPU <n>/KVM`)."""
 
     def __init__(self, vcpus):
-        self.proc = subprocess.Popen([fake_vmm_bin(), str(vcpus)], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([workspace_bin("fake-vmm", "FAKE_VMM_BIN"), str(vcpus)], stdout=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, text=True)
         # It exits by itself within a minute; "ready" once every thread runs.
         assert self.proc.stdout.readline().strip() == "ready"
