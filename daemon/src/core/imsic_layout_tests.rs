@@ -171,6 +171,12 @@ fn qemu_may_have_as_many_sockets_as_vcpus() {
         guest_index_bits: 0,
     };
     assert_eq!(gpas(&l, 2), [0x2800_0000, 0x2800_0000 + MIB16]);
+    // QEMU virt's maximum of 4 sockets is allowed.
+    let four = GuestImsicLayout::Qemu {
+        sockets: 4,
+        guest_index_bits: 0,
+    };
+    assert_eq!(gpas(&four, 4)[3], 0x2800_0000 + 3 * MIB16);
 }
 
 #[test]
