@@ -1,0 +1,5 @@
+//! The policies `ifad-eval` compares.
+
+pub mod fcfs;
+pub mod ifad;
+pub mod optimal;
