@@ -392,13 +392,20 @@ fn release_and_replace(
     }
 }
 
+/// VMs placed in the first minute up to `target` VS-files of demand, some
+/// released and placed again from `replace_from` on (`replaced` of them),
+/// and rates drifting from t = 60: the base of `steady` and `hotplug`.
+fn settled_mix(g: &mut Gen, target: u32, replace_from: f64, replaced: u32) {
+    let placed = place_mix(g, 0.0, 60.0, target, Gen::log_uniform_rates);
+    let mut live = placed.into_iter().map(|(_, vm)| vm).collect();
+    release_and_replace(g, &mut live, replace_from, replaced, Gen::log_uniform_rates);
+    g.drift(60.0, END - 5.0, 2.0, 6.0);
+}
+
 fn steady(g: &mut Gen) {
     // 80 files; demand 56..=64 of them.
     let target = g.rng.random_range(56..=64);
-    let placed = place_mix(g, 0.0, 60.0, target, Gen::log_uniform_rates);
-    let mut live = placed.into_iter().map(|(_, vm)| vm).collect();
-    release_and_replace(g, &mut live, 100.0, 4, Gen::log_uniform_rates);
-    g.drift(60.0, END - 5.0, 2.0, 6.0);
+    settled_mix(g, target, 100.0, 4);
 }
 
 fn oversubscribed(g: &mut Gen) {
@@ -549,10 +556,7 @@ fn bursty(g: &mut Gen) {
 fn hotplug(g: &mut Gen) {
     // 40 files; demand 28..=34 of them, placed in the first minute.
     let target = g.rng.random_range(28..=34);
-    let placed = place_mix(g, 0.0, 60.0, target, Gen::log_uniform_rates);
-    let mut live = placed.into_iter().map(|(_, vm)| vm).collect();
-    release_and_replace(g, &mut live, 120.0, 3, Gen::log_uniform_rates);
-    g.drift(60.0, END - 5.0, 2.0, 6.0);
+    settled_mix(g, target, 120.0, 3);
     // About every 60 s some harts go offline (usually 1..=harts/4, sometimes
     // up to half) and come back before the next round, so at most half are
     // ever offline and one is always online.
