@@ -70,9 +70,22 @@ pub struct Figures {
 /// One vCPU of a placed VM, identified by the VM's id and its index.
 pub type VcpuId = (String, u32);
 
+/// What the replay showed step by step, for pictures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    /// Seconds since the start, one entry per step.
+    pub t: Vec<f64>,
+    /// Interrupt-weighted MRIF exposure within the step (0 when no
+    /// interrupts arrived).
+    pub exposure: Vec<f64>,
+    /// VS-files held per hart within the step.
+    pub used: Vec<Vec<u32>>,
+}
+
 /// Sums what the replay shows at each instant.
 #[derive(Default)]
 pub struct Accounting {
+    pub series: Series,
     weighted_mrif: f64,
     weighted_total: f64,
     mrif_time: f64,
@@ -89,15 +102,20 @@ pub struct Accounting {
 impl Accounting {
     /// One instant of `dt` seconds: every placed vCPU, its rate, where it
     /// is; `online` harts count for thread load.
-    pub fn sample(&mut self, dt: f64, now: &[(VcpuId, f64, On)], online: &[bool]) {
+    pub fn sample(&mut self, t: f64, dt: f64, now: &[(VcpuId, f64, On)], online: &[bool]) {
         let mut load = vec![0u32; online.len()];
+        let mut used = vec![0u32; online.len()];
+        let (mut step_mrif, mut step_total) = (0.0, 0.0);
         let mut seen = HashMap::with_capacity(now.len());
         for (id, rate, on) in now {
             self.placed_time += dt;
-            self.weighted_total += rate * dt;
-            if !matches!(on, On::VsFile { .. }) {
-                self.mrif_time += dt;
-                self.weighted_mrif += rate * dt;
+            step_total += rate * dt;
+            match on {
+                On::VsFile { hart } => used[*hart as usize] += 1,
+                On::Mrif { .. } | On::Stopped => {
+                    self.mrif_time += dt;
+                    step_mrif += rate * dt;
+                }
             }
             if let Some(h) = on.hart() {
                 load[h as usize] += 1;
@@ -107,6 +125,11 @@ impl Accounting {
         }
         // Released VMs leave without counting as demoted.
         self.last = seen;
+        self.weighted_mrif += step_mrif;
+        self.weighted_total += step_total;
+        self.series.t.push(t);
+        self.series.exposure.push(ratio(step_mrif, step_total));
+        self.series.used.push(used);
         self.count_load(&load, online);
     }
 

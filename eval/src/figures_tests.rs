@@ -14,12 +14,12 @@ fn exposure_weighs_time_off_vsfiles_by_interrupt_rate() {
         (id("a", 0), 900.0, On::VsFile { hart: 0 }),
         (id("a", 1), 100.0, On::Mrif { hart: 1 }),
     ];
-    a.sample(2.0, &both, &online);
+    a.sample(0.0, 2.0, &both, &online);
     let moved = [
         (id("a", 0), 900.0, On::Mrif { hart: 0 }),
         (id("a", 1), 100.0, On::Mrif { hart: 1 }),
     ];
-    a.sample(1.0, &moved, &online);
+    a.sample(0.0, 1.0, &moved, &online);
     let f = a.figures("x", &mut []);
     // MRIF: 100*2 + 900*1 + 100*1 = 1200 of 1000*3 = 3000.
     assert!((f.mrif_exposure - 0.4).abs() < 1e-12, "{f:?}");
@@ -29,13 +29,37 @@ fn exposure_weighs_time_off_vsfiles_by_interrupt_rate() {
 }
 
 #[test]
+fn the_series_shows_each_step() {
+    let mut a = Accounting::default();
+    let online = [true, true];
+    a.sample(
+        0.0,
+        1.0,
+        &[
+            (id("a", 0), 300.0, On::VsFile { hart: 1 }),
+            (id("a", 1), 100.0, On::Mrif { hart: 0 }),
+        ],
+        &online,
+    );
+    a.sample(1.0, 1.0, &[], &online);
+    assert_eq!(a.series.t, [0.0, 1.0]);
+    assert_eq!(a.series.exposure, [0.25, 0.0]);
+    assert_eq!(a.series.used, [vec![0, 1], vec![0, 0]]);
+}
+
+#[test]
 fn a_release_is_not_a_demotion_and_a_stop_is_a_failure_once() {
     let mut a = Accounting::default();
     let online = [true];
-    a.sample(1.0, &[(id("a", 0), 0.0, On::VsFile { hart: 0 })], &online);
-    a.sample(1.0, &[], &online); // released
-    a.sample(1.0, &[(id("g", 0), 0.0, On::Stopped)], &online);
-    a.sample(1.0, &[(id("g", 0), 0.0, On::Stopped)], &online);
+    a.sample(
+        0.0,
+        1.0,
+        &[(id("a", 0), 0.0, On::VsFile { hart: 0 })],
+        &online,
+    );
+    a.sample(0.0, 1.0, &[], &online); // released
+    a.sample(0.0, 1.0, &[(id("g", 0), 0.0, On::Stopped)], &online);
+    a.sample(0.0, 1.0, &[(id("g", 0), 0.0, On::Stopped)], &online);
     let f = a.figures("x", &mut []);
     assert_eq!((f.demotions, f.hwaccel_entry_failures), (0, 1));
     // Nobody on MRIF nor any rate: exposure 0 of 0 is 0.
@@ -53,14 +77,14 @@ fn threads_per_hart_count_online_harts_only() {
         (id("a", 2), 0.0, On::Mrif { hart: 0 }),
         (id("a", 3), 0.0, On::VsFile { hart: 1 }),
     ];
-    a.sample(1.0, &now, &[true, true, false]);
+    a.sample(0.0, 1.0, &now, &[true, true, false]);
     let moved = [
         (id("a", 0), 0.0, On::Mrif { hart: 1 }),
         (id("a", 1), 0.0, On::Mrif { hart: 0 }),
         (id("a", 2), 0.0, On::Mrif { hart: 0 }),
         (id("a", 3), 0.0, On::VsFile { hart: 1 }),
     ];
-    a.sample(1.0, &moved, &[true, true, false]);
+    a.sample(0.0, 1.0, &moved, &[true, true, false]);
     let f = a.figures("x", &mut [30.0, 10.0, 20.0]);
     assert_eq!((f.max_threads_per_hart, f.migrations), (3, 1));
     // Samples 3, 1, 2, 2: p99 is the largest; balanced is 2, worst 3 - 2.

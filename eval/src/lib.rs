@@ -3,6 +3,7 @@
 
 pub mod figures;
 pub mod optimal;
+pub mod plot;
 pub mod policy;
 pub mod replay;
 pub mod report;

@@ -8,14 +8,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 
-use ifad_eval::figures::Figures;
+use ifad_eval::figures::{Figures, Series};
 use ifad_eval::policy::fcfs::{FcfsPolicy, Pinning};
 use ifad_eval::policy::ifad::IfadPolicy;
 use ifad_eval::policy::optimal::OptimalPolicy;
 use ifad_eval::replay::{self, Policy};
-use ifad_eval::report;
 use ifad_eval::trace::Trace;
 use ifad_eval::workload::Workload;
+use ifad_eval::{plot, report};
 
 const EXIT_USAGE: u8 = 2;
 
@@ -58,6 +58,9 @@ struct Args {
     policies: Vec<PolicyName>,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     output: Output,
+    /// Also write pictures (SVG) into this directory.
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
 }
 
 fn parse_workload(s: &str) -> Result<Workload, String> {
@@ -93,14 +96,26 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let figures: Vec<Figures> = args
+    let runs: Vec<(Figures, Series)> = args
         .policies
         .iter()
         .map(|&name| replay::run(&trace, policy(name, &trace, args.seed).as_mut()))
         .collect();
+    let figures: Vec<Figures> = runs.iter().map(|(f, _)| f.clone()).collect();
     match args.output {
         Output::Table => print!("{}", report::table(&figures)),
         Output::Json => println!("{}", report::json(&figures)),
+    }
+    if let Some(dir) = &args.plot {
+        match plot::write(dir, &runs) {
+            Ok(files) => files
+                .iter()
+                .for_each(|f| eprintln!("wrote {}", f.display())),
+            Err(e) => {
+                eprintln!("ifad-eval: --plot {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     ExitCode::SUCCESS
 }

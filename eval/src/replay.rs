@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use ifad::core::Class;
 
-use crate::figures::{Accounting, Figures, On, VcpuId};
+use crate::figures::{Accounting, Figures, On, Series, VcpuId};
 use crate::trace::{Op, PlaceOp, Trace};
 
 /// The daemon's control loop turns every 500 ms: the replay's step.
@@ -48,7 +48,8 @@ impl Workload {
     }
 }
 
-pub fn run(trace: &Trace, policy: &mut dyn Policy) -> Figures {
+/// The policy's figures, and what it showed step by step.
+pub fn run(trace: &Trace, policy: &mut dyn Policy) -> (Figures, Series) {
     let mut w = Workload::default();
     let mut acct = Accounting::default();
     let mut events = trace.events.iter().peekable();
@@ -67,11 +68,12 @@ pub fn run(trace: &Trace, policy: &mut dyn Policy) -> Figures {
                 (id, rate, on)
             })
             .collect();
-        acct.sample(STEP_S, &now, &policy.online());
+        acct.sample(t, STEP_S, &now, &policy.online());
         t += STEP_S;
     }
     let mut decisions = policy.decisions_us();
-    acct.figures(policy.name(), &mut decisions)
+    let series = std::mem::take(&mut acct.series);
+    (acct.figures(policy.name(), &mut decisions), series)
 }
 
 fn apply(op: &Op, t: f64, policy: &mut dyn Policy, w: &mut Workload, acct: &mut Accounting) {

@@ -24,7 +24,7 @@ fn all(trace: &Trace) -> Vec<Figures> {
     ];
     policies
         .iter_mut()
-        .map(|p| replay::run(trace, p.as_mut()))
+        .map(|p| replay::run(trace, p.as_mut()).0)
         .collect()
 }
 
@@ -144,4 +144,25 @@ fn a_bad_trace_line_exits_2_naming_it() {
     assert_eq!(err.lines().count(), 1, "{err}");
     let out = ifad_eval(&["--workload", "nonsense"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn plot_writes_one_picture_of_exposure_and_one_of_occupancy_per_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let plots = dir.path().join("plots");
+    let out = ifad_eval(&[
+        "--workload",
+        "hotplug",
+        "--policies",
+        "ifad,fcfs",
+        "--plot",
+        plots.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    for name in ["exposure.svg", "occupancy-ifad.svg", "occupancy-fcfs.svg"] {
+        let svg = std::fs::read_to_string(plots.join(name)).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("<polyline"), "{name}");
+    }
+    let exposure = std::fs::read_to_string(plots.join("exposure.svg")).unwrap();
+    assert!(exposure.contains("ifad (") && exposure.contains("fcfs ("));
 }
