@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::figures::{Figures, Series};
@@ -57,6 +58,24 @@ fn draw(path: &Path, f: impl FnOnce(&Root) -> DrawResult) -> Result<(), PlotErro
     })
 }
 
+type Chart<'a> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A short stroke of a series' colour, for its legend entry.
+fn legend_mark(color: RGBAColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color)
+}
+
+/// The legend, boxed, where it hides the least of the curves.
+fn draw_legend<'a>(chart: &mut Chart<'a>, at: SeriesLabelPosition) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
 /// The mean of each window of `WINDOW` values, at the window's start time.
 fn smoothed(t: &[f64], v: &[f64]) -> Vec<(f64, f64)> {
     t.chunks(WINDOW)
@@ -93,15 +112,9 @@ fn exposure(root: &Root, runs: &[(Figures, Series)]) -> DrawResult {
                 color.stroke_width(2),
             ))?
             .label(format!("{} ({:.3})", f.policy, f.mrif_exposure))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            .legend(legend_mark(color));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-    Ok(())
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
 fn occupancy(root: &Root, policy: &str, s: &Series) -> DrawResult {
@@ -127,15 +140,9 @@ fn occupancy(root: &Root, policy: &str, s: &Series) -> DrawResult {
         chart
             .draw_series(LineSeries::new(points, color))?
             .label(format!("hart {h}"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            .legend(legend_mark(color));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-    Ok(())
+    draw_legend(&mut chart, SeriesLabelPosition::LowerLeft)
 }
 
 #[cfg(test)]

@@ -408,6 +408,34 @@ fn steady(g: &mut Gen) {
     settled_mix(g, target, 100.0, 4);
 }
 
+/// VMs of one class placed one after another, `gap_s` apart, until their
+/// vCPUs add up to a target; each with skewed rates.
+struct Wave {
+    class: Class,
+    vcpus: std::ops::RangeInclusive<u32>,
+    gap_s: std::ops::Range<f64>,
+    /// Share of busy vCPUs (`Gen::skewed_rates`).
+    busy: f64,
+}
+
+impl Wave {
+    /// Returns when the next VM would have come.
+    fn place(&self, g: &mut Gen, start: f64, target: u32, live: &mut Vec<(f64, Vm)>) -> f64 {
+        let mut placed = 0;
+        let mut t = start;
+        while placed < target {
+            let vcpus = g.rng.random_range(self.vcpus.clone()).min(target - placed);
+            let opts = g.random_opts(self.class);
+            let vm = g.place(t, self.class, vcpus, opts);
+            g.skewed_rates(t, &vm, self.busy);
+            placed += vcpus;
+            live.push((t, vm));
+            t = ms(t + g.rng.random_range(self.gap_s.clone()));
+        }
+        t
+    }
+}
+
 fn oversubscribed(g: &mut Gen) {
     let busy = 0.2;
     let skewed = |g: &mut Gen, t: f64, vm: &Vm| g.skewed_rates(t, vm, busy);
@@ -416,17 +444,13 @@ fn oversubscribed(g: &mut Gen) {
     let mut live: Vec<(f64, Vm)> = Vec::new();
     // Burstable VMs take 30..=36 of the 40 files in the first 20 s.
     let burst_target = g.rng.random_range(files * 3 / 4..=files * 9 / 10);
-    let mut burst = 0;
-    let mut t = 0.0;
-    while burst < burst_target {
-        let vcpus = g.rng.random_range(4..=10).min(burst_target - burst);
-        let opts = g.random_opts(Class::Burstable);
-        let vm = g.place(t, Class::Burstable, vcpus, opts);
-        skewed(g, t, &vm);
-        burst += vcpus;
-        live.push((t, vm));
-        t = ms(t + g.rng.random_range(1.0..4.0));
-    }
+    let burst = Wave {
+        class: Class::Burstable,
+        vcpus: 4..=10,
+        gap_s: 1.0..4.0,
+        busy,
+    };
+    burst.place(g, 0.0, burst_target, &mut live);
     // Best-effort VMs now and then over the run.
     for _ in 0..g.rng.random_range(3..=5) {
         let t = g.time(0.0, 300.0);
@@ -438,20 +462,14 @@ fn oversubscribed(g: &mut Gen) {
     // Guaranteed VMs from t = 30: 26..=30 vCPUs in all, far more than the
     // 4..=10 files left free, so they fit only by taking burstable files.
     let guaranteed_target = g.rng.random_range(files * 13 / 20..=files * 3 / 4);
-    let mut guaranteed = 0;
-    let mut t = g.time(30.0, 35.0);
-    while guaranteed < guaranteed_target {
-        let vcpus = g
-            .rng
-            .random_range(2..=8)
-            .min(guaranteed_target - guaranteed);
-        let opts = g.random_opts(Class::Guaranteed);
-        let vm = g.place(t, Class::Guaranteed, vcpus, opts);
-        skewed(g, t, &vm);
-        guaranteed += vcpus;
-        live.push((t, vm));
-        t = ms(t + g.rng.random_range(3.0..8.0));
-    }
+    let start = g.time(30.0, 35.0);
+    let guaranteed = Wave {
+        class: Class::Guaranteed,
+        vcpus: 2..=8,
+        gap_s: 3.0..8.0,
+        busy,
+    };
+    let mut t = guaranteed.place(g, start, guaranteed_target, &mut live);
     // Guaranteed VMs that cannot fit at all: with the ones above holding 26+
     // files, 16 more exceed the host even when every burstable file is taken.
     for _ in 0..2 {
