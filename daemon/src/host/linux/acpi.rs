@@ -17,26 +17,14 @@ pub struct Rintc {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Madt {
     pub harts: Vec<Rintc>,
-    pub guest_index_bits: u8,
-    /// The IMSIC entry's hart index bits, group index bits and shift.
-    pub hart_index_bits: u8,
-    pub group_index_bits: u8,
-    pub group_index_shift: u8,
+    /// The IMSIC entry's guest, hart and group index bits and group shift.
+    pub geometry: ImsicGeometry,
 }
 
 impl Madt {
-    pub fn geometry(&self) -> ImsicGeometry {
-        ImsicGeometry {
-            guest_index_bits: self.guest_index_bits,
-            hart_index_bits: self.hart_index_bits,
-            group_index_bits: self.group_index_bits,
-            group_index_shift: self.group_index_shift,
-        }
-    }
-
     /// (hart id, S-level file address, VS-files its IMSIC region backs).
     pub fn files(&self) -> Vec<(u64, u64, u32)> {
-        let max = (1u64 << self.guest_index_bits) - 1;
+        let max = (1u64 << self.geometry.guest_index_bits) - 1;
         self.harts
             .iter()
             .map(|r| {
@@ -94,10 +82,12 @@ pub fn parse(table: &[u8]) -> Option<Madt> {
     ] = bits?;
     Some(Madt {
         harts,
-        guest_index_bits,
-        hart_index_bits,
-        group_index_bits,
-        group_index_shift,
+        geometry: ImsicGeometry {
+            guest_index_bits,
+            hart_index_bits,
+            group_index_bits,
+            group_index_shift,
+        },
     })
 }
 
@@ -153,7 +143,7 @@ mod tests {
         let madt = parse(&build(&harts, 3)).unwrap();
         assert_eq!(madt.harts, harts);
         assert_eq!(madt.files(), [(0, 0x2800_0000, 7), (5, 0x2800_8000, 3)]);
-        let g = madt.geometry();
+        let g = madt.geometry;
         assert_eq!(
             (
                 g.guest_index_bits,

@@ -150,7 +150,7 @@ pub fn discover(root: &Path, max_files: Option<u8>) -> Result<Discovered, Discov
             .and_then(|t| acpi::parse(&t))
         {
             Some(madt) => {
-                acpi_geometry = Some(madt.geometry());
+                acpi_geometry = Some(madt.geometry);
                 let files = madt.files();
                 let per = hart_ids
                     .iter()
