@@ -8,6 +8,7 @@ pub mod ledger;
 pub mod model;
 pub mod policy;
 pub mod request;
+pub mod swap;
 pub mod topology;
 pub mod vm_id;
 

@@ -4,9 +4,10 @@
 
 use std::collections::HashSet;
 
-use crate::core::ledger::{Millis, VictimKey};
+use crate::core::ledger::Millis;
 use crate::core::request::PlaceSpec;
-use crate::core::{Backing, Class, CoreError, Facts, HartId, Ledger, Refusal, Topology, VcpuKey};
+use crate::core::swap;
+use crate::core::{Backing, Class, CoreError, HartId, Ledger, Refusal, Topology, VcpuKey};
 
 /// One vCPU re-pinned, and what it runs on at its new hart.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +26,8 @@ pub struct Placement {
     /// Burstable vCPUs that give up their VS-files (swapping).
     pub demotions: Vec<Move>,
     /// Waiting vCPUs moved off the harts whose lines are about to free, so
-    /// KVM cannot hand those lines to them first.
+    /// KVM cannot hand those lines to them first; and burstable vCPUs that
+    /// keep their VS-files but move to fill a hart for the demoted to wait on.
     pub rehomes: Vec<Move>,
 }
 
@@ -46,9 +48,11 @@ impl Placement {
 /// - VS-file vCPUs go to distinct harts first, fewest free files first
 ///   (best-fit, as kubelet packs CPUs), so large VMs still fit later; all on
 ///   one NUMA node when one node can hold them.
-/// - A guaranteed VM that does not fit in free files takes files from
-///   burstable vCPUs (no devices first, lowest priority, newest), which move
-///   to full harts and run on MRIF there.
+/// - A guaranteed VM that does not fit in free files takes exactly the
+///   missing files from burstable vCPUs (no devices first, lowest priority,
+///   newest), which move to full harts and run on MRIF there; when no hart
+///   is full, other burstable vCPUs first move with their files to fill one
+///   (see `swap`).
 /// - MRIF vCPUs go to the harts with the fewest vCPU threads. A burstable
 ///   vCPU only lands on MRIF when its harts have no free file left, so KVM
 ///   cannot upgrade it behind the ledger's back.
@@ -122,7 +126,7 @@ pub fn plan_place(
         rehomes: Vec::new(),
     };
     if want_files > total_free {
-        let victims = swap(
+        let victims = swap::swap(
             topology,
             ledger,
             spec,
@@ -130,20 +134,11 @@ pub fn plan_place(
             want_files - total_free,
             &free,
         )?;
-        if victims.take_free {
-            for &h in &eligible {
-                for _ in 0..free[h as usize] {
-                    placement.vcpus.push((h, Backing::VsFile));
-                }
-                free[h as usize] = 0;
-            }
-        }
-        placement
-            .vcpus
-            .extend(victims.freed.iter().map(|&h| (h, Backing::VsFile)));
-        for &(h, _) in &placement.vcpus {
-            threads[h as usize] += 1;
-        }
+        placement.vcpus = victims
+            .files
+            .iter()
+            .map(|&h| (h, Backing::VsFile))
+            .collect();
         placement.demotions = victims.demotions;
         placement.rehomes = victims.rehomes;
         return Ok(placement);
@@ -283,185 +278,6 @@ fn numa_scope(
             .filter(|&h| node_of(h) as usize == node)
             .collect(),
     )
-}
-
-struct Swap {
-    /// One entry per freed file: the hart it is on.
-    freed: Vec<HartId>,
-    /// Whether the VM also takes every free file in its scope.
-    take_free: bool,
-    demotions: Vec<Move>,
-    rehomes: Vec<Move>,
-}
-
-/// Finds `k` VS-files held by burstable vCPUs on `eligible` harts to hand to
-/// a guaranteed VM, and where those vCPUs (and vCPUs waiting on MRIF on the
-/// same harts) go: to a hart with a free file if their VM may use one, else
-/// to a full hart that is not giving up files, on MRIF.
-fn swap(
-    topology: &Topology,
-    ledger: &Ledger,
-    spec: &PlaceSpec,
-    eligible: &[HartId],
-    k: usize,
-    free: &[u32],
-) -> Result<Swap, CoreError> {
-    let refuse = |why: &str, takeable: usize| {
-        let free_in_scope = eligible.iter().map(|&h| free[h as usize]).sum::<u32>();
-        let facts = Facts {
-            needed: Some(spec.vcpus),
-            free: Some(free_in_scope),
-            takeable: Some(takeable as u32),
-            hart: None,
-        };
-        let why = format!(
-            "guaranteed vm {} needs {}; {free_in_scope} free and {why}",
-            spec.vm,
-            vsfiles(spec.vcpus as usize),
-        );
-        CoreError::Refused(Refusal::NoFreeVsFile, why, facts)
-    };
-    let in_scope: HashSet<HartId> = eligible.iter().copied().collect();
-    let hart_of =
-        |v: &VictimKey| ledger.vm_by_seq(v.seq()).expect("indexed").vcpus[v.vcpu as usize].hart;
-    let movable: Vec<VictimKey> = ledger
-        .victims()
-        .filter(|v| {
-            let vm = ledger.vm_by_seq(v.seq()).expect("indexed");
-            let hart = hart_of(v);
-            // A vCPU can only give up its line by moving to another hart.
-            in_scope.contains(&hart)
-                && (0..topology.len() as HartId)
-                    .any(|h| h != hart && vm.allows(h) && ledger.eligible(topology, h))
-        })
-        .copied()
-        .collect();
-    if movable.len() < k {
-        return Err(refuse(
-            &format!("only {} can be taken from burstable vCPUs", movable.len()),
-            movable.len(),
-        ));
-    }
-    // Strictly in demotion order first; if that leaves the demoted nowhere
-    // to go, take them from as few harts as possible (each hart in the
-    // order of its first candidate), keeping other harts to land on; last,
-    // take every file from such victims and leave the free files to them.
-    let mut by_hart: Vec<HartId> = Vec::new();
-    for v in &movable {
-        if !by_hart.contains(&hart_of(v)) {
-            by_hart.push(hart_of(v));
-        }
-    }
-    let grouped = |n: usize| -> Vec<VictimKey> {
-        by_hart
-            .iter()
-            .flat_map(|&h| movable.iter().filter(move |v| hart_of(v) == h))
-            .take(n)
-            .copied()
-            .collect()
-    };
-    let in_order: Vec<VictimKey> = movable.iter().take(k).copied().collect();
-    let n = spec.vcpus as usize;
-    let mut attempts = vec![(in_order, true), (grouped(k), true)];
-    if movable.len() >= n {
-        attempts.push((grouped(n), false));
-    }
-    let mut why = "no victim can move";
-    for (chosen, take_free) in attempts {
-        match land_victims(topology, ledger, eligible, &chosen, free, take_free) {
-            Ok(swap) => return Ok(swap),
-            Err(e) => why = e,
-        }
-    }
-    Err(refuse(why, movable.len()))
-}
-
-/// Where the chosen victims, and the vCPUs waiting on MRIF on their harts,
-/// go: to a hart with a free file if their VM may use one, else to a hart
-/// where KVM holds every line and that is not giving any up.
-fn land_victims(
-    topology: &Topology,
-    ledger: &Ledger,
-    eligible: &[HartId],
-    chosen: &[VictimKey],
-    free: &[u32],
-    take_free: bool,
-) -> Result<Swap, &'static str> {
-    let freed: Vec<HartId> = chosen
-        .iter()
-        .map(|v| ledger.vm_by_seq(v.seq()).expect("indexed").vcpus[v.vcpu as usize].hart)
-        .collect();
-    let freeing: HashSet<HartId> = freed.iter().copied().collect();
-    // With `take_free`, every free file in scope goes to the guaranteed VM
-    // and only files outside it are left for the vCPUs that move.
-    let mut outside_free = free.to_vec();
-    if take_free {
-        for &h in eligible {
-            outside_free[h as usize] = 0;
-        }
-    }
-    // Lines the moving vCPUs take, not held yet: an AUTO vCPU may wait
-    // beside them (a race among AUTO vCPUs is harmless).
-    let mut landed = vec![0u32; topology.len()];
-    let mut threads: Vec<u32> = (0..topology.len() as HartId)
-        .map(|h| ledger.load(h).vcpus)
-        .collect();
-    let mut land = |seq: u64, vcpu: u32| -> Option<Move> {
-        let vm = ledger.vm_by_seq(seq).expect("indexed");
-        let from = vm.vcpus[vcpu as usize].hart;
-        let target = |ok: &dyn Fn(HartId) -> bool| {
-            (0..topology.len() as HartId)
-                .filter(|&h| {
-                    h != from
-                        && !freeing.contains(&h)
-                        && vm.allows(h)
-                        && ledger.eligible(topology, h)
-                        && ok(h)
-                })
-                .min_by_key(|&h| (threads[h as usize], h))
-        };
-        let (to, backing) = match target(&|h| outside_free[h as usize] > 0) {
-            Some(h) => {
-                outside_free[h as usize] -= 1;
-                landed[h as usize] += 1;
-                (h, Backing::VsFile)
-            }
-            None => {
-                let full = |h: HartId| {
-                    let promised_to_vm = take_free && free[h as usize] > 0 && eligible.contains(&h);
-                    let held = ledger.load(h).held + landed[h as usize];
-                    outside_free[h as usize] == 0
-                        && !promised_to_vm
-                        && held >= u32::from(topology.harts()[h as usize].vsfiles)
-                        && ledger.settled(topology, h)
-                };
-                (target(&full)?, Backing::Mrif)
-            }
-        };
-        threads[to as usize] += 1;
-        Some(Move {
-            key: ledger.key_of(seq, vcpu),
-            from,
-            to,
-            backing,
-        })
-    };
-    let mut demotions = Vec::with_capacity(chosen.len());
-    for v in chosen {
-        demotions.push(land(v.seq(), v.vcpu).ok_or("a demoted vCPU has no full hart to go to")?);
-    }
-    let mut rehomes = Vec::new();
-    for &h in &freeing {
-        for &(seq, vcpu) in ledger.waiting_on(h) {
-            rehomes.push(land(seq, vcpu).ok_or("a waiting vCPU has no full hart to go to")?);
-        }
-    }
-    Ok(Swap {
-        freed,
-        demotions,
-        rehomes,
-        take_free,
-    })
 }
 
 /// Where one vCPU goes when it must leave its hart (migration without a
@@ -847,7 +663,7 @@ pub fn apply_moves<'a>(
     Ok(())
 }
 
-fn vsfiles(n: usize) -> String {
+pub(crate) fn vsfiles(n: usize) -> String {
     if n == 1 {
         "1 VS-file".into()
     } else {

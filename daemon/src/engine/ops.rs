@@ -56,6 +56,22 @@ impl Engine {
                     .moved(d.from, d.to, d.backing),
             );
         }
+        for m in &placement.rehomes {
+            info!(vm = %m.key.vm, vcpu = m.key.vcpu, from = m.from, to = m.to, backing = m.backing.as_str(), "moved to make room for vm {}", spec.vm);
+            let why = match m.backing {
+                Backing::VsFile => "keeps its VS-file on a hart the demoted wait on",
+                Backing::Mrif => "waits off the harts that free VS-files",
+            };
+            self.events.emit(
+                Event::new(
+                    EventKind::Migrated,
+                    format!("for guaranteed vm {}: {why}", spec.vm),
+                )
+                .vm(&m.key.vm)
+                .vcpu(m.key.vcpu)
+                .moved(m.from, m.to, m.backing),
+            );
+        }
         self.events.emit(
             Event::new(
                 EventKind::Placed,
