@@ -45,6 +45,11 @@ struct Attempt {
     free_files: FreeFiles,
 }
 
+/// KVM's timing leaves no safe sequence: an AUTO vCPU waiting next to a free
+/// line would take it before the guaranteed VM's vCPU enters.
+const NO_SAFE_WAIT_DEMOTED: &str = "a demoted vCPU would have to wait on MRIF beside a free line, which KVM would hand it before this VM enters";
+const NO_SAFE_WAIT_WAITING: &str = "a vCPU waiting on MRIF would have to wait beside a free line, which KVM would hand it before this VM enters";
+
 /// At most this many landing harts are tried: each costs its free lines in
 /// moves, and a swap that needs more is rare enough to crowd instead.
 const MAX_LANDING_HARTS: usize = 8;
@@ -125,8 +130,8 @@ fn movable(topology: &Topology, ledger: &Ledger, eligible: &[HartId]) -> Vec<Vic
 }
 
 /// The plans that demote exactly `k`, most preferred first: strictly in
-/// demotion order; then with 1, 2, ... landing harts filled first; then
-/// from as few harts as possible, keeping the others to land on.
+/// demotion order; then around one landing hart, then 2, 3, ... filled
+/// first; then from as few harts as possible, keeping the others to land on.
 fn exact_attempts(
     topology: &Topology,
     ledger: &Ledger,
@@ -140,10 +145,18 @@ fn exact_attempts(
         fills: Vec::new(),
         free_files: FreeFiles::Taken,
     };
-    let mut attempts = vec![in_order];
+    let mut attempts = vec![
+        reachable_first(topology, ledger, eligible, movable, k),
+        in_order,
+    ];
     let candidates = landing_candidates(topology, ledger, eligible, free);
-    for count in 1..=candidates.len().min(MAX_LANDING_HARTS).min(k) {
-        if let Some(a) = filled_attempt(ledger, &candidates[..count], free, movable, k) {
+    let tried = candidates.len().min(MAX_LANDING_HARTS);
+    // Each candidate alone (which one decides whose files are left), then
+    // the best ones together to spread the demoted.
+    let singles = candidates[..tried].iter().map(std::slice::from_ref);
+    let together = (2..=tried.min(k)).map(|count| &candidates[..count]);
+    for landing in singles.chain(together) {
+        if let Some(a) = filled_attempt(ledger, landing, free, movable, k) {
             attempts.push(a);
         }
     }
@@ -153,6 +166,39 @@ fn exact_attempts(
         free_files: FreeFiles::Taken,
     });
     attempts
+}
+
+/// In demotion order, but first the vCPUs that can move to a free file
+/// outside the guaranteed VM's scope (they lose nothing), then those whose
+/// VM may wait on a hart where KVM holds every line: the others may have
+/// nowhere safe to go.
+fn reachable_first(
+    topology: &Topology,
+    ledger: &Ledger,
+    eligible: &[HartId],
+    movable: &[VictimKey],
+    k: usize,
+) -> Attempt {
+    let outside_free: Vec<HartId> = (0..topology.len() as HartId)
+        .filter(|h| !eligible.contains(h) && ledger.free(topology, *h) > 0)
+        .collect();
+    let full: Vec<HartId> = (0..topology.len() as HartId)
+        .filter(|&h| ledger.eligible(topology, h) && ledger.safe_for_waiting(topology, h))
+        .collect();
+    let reach = |v: &VictimKey| {
+        let vm = ledger.vm_by_seq(v.seq()).expect("indexed");
+        let from = vcpu_hart(ledger, v);
+        let keeps_file = outside_free.iter().any(|&h| vm.allows(h));
+        let can_wait = full.iter().any(|&h| h != from && vm.allows(h));
+        (!keeps_file, !can_wait)
+    };
+    let mut order = movable.to_vec();
+    order.sort_by_key(reach);
+    Attempt {
+        demote: order.into_iter().take(k).collect(),
+        fills: Vec::new(),
+        free_files: FreeFiles::Taken,
+    }
 }
 
 /// Harts in scope the demoted could wait on once moving burstable vCPUs
@@ -279,19 +325,11 @@ fn land(
         .collect();
     let mut demotions = Vec::with_capacity(attempt.demote.len());
     for v in &attempt.demote {
-        demotions.push(
-            lander
-                .land(v.seq(), v.vcpu)
-                .ok_or("a demoted vCPU has no full hart to go to")?,
-        );
+        demotions.push(lander.land(v.seq(), v.vcpu).ok_or(NO_SAFE_WAIT_DEMOTED)?);
     }
     for &h in &lander.freeing.clone() {
         for &(seq, vcpu) in ledger.waiting_on(h) {
-            rehomes.push(
-                lander
-                    .land(seq, vcpu)
-                    .ok_or("a waiting vCPU has no full hart to go to")?,
-            );
+            rehomes.push(lander.land(seq, vcpu).ok_or(NO_SAFE_WAIT_WAITING)?);
         }
     }
     Ok(Swap {
@@ -329,11 +367,13 @@ impl<'a> Lander<'a> {
         freed: &[HartId],
         filled: Vec<u32>,
     ) -> Self {
-        let mut left_free = free.to_vec();
-        if free_taken {
-            for &h in eligible {
-                left_free[h as usize] = 0;
-            }
+        // `free` counts only the guaranteed VM's scope; outside it, every
+        // free file is the movers'.
+        let mut left_free: Vec<u32> = (0..topology.len() as HartId)
+            .map(|h| ledger.free(topology, h))
+            .collect();
+        for &h in eligible {
+            left_free[h as usize] = if free_taken { 0 } else { free[h as usize] };
         }
         Lander {
             topology,
