@@ -89,6 +89,7 @@ fn nothing_changes_where_the_host_shows_what_the_ledger_predicts() {
     add(&mut l, "g", Class::Guaranteed, &[], &[(1, VsFile, Some(1))]);
     let (r, _) = run(&t, &l, &[]);
     assert_eq!(r, Reconciliation::default());
+    assert!(r.is_empty());
     assert!(!r.settles_again());
 }
 
@@ -129,7 +130,9 @@ fn two_auto_vcpus_racing_for_a_line_move_the_promise_to_the_winner() {
         line: 1,
     };
     assert_eq!(r.changes, [race]);
+    assert!(!r.is_empty());
     assert_eq!(r.corrections(), 0, "a race is no misprediction");
+    assert_eq!((r.entry_failures(), r.stranded()), (0, 0));
     assert_eq!(vcpu(&after, "a", 0).backing, Mrif);
     let winner = vcpu(&after, "a", 1);
     assert_eq!(
@@ -162,8 +165,10 @@ fn a_race_pairs_the_winner_with_a_loser_on_its_own_hart() {
 
 #[test]
 fn a_line_kvm_gave_that_nobody_lost_is_a_correction() {
+    // b holds line 1; with a on line 2 the hart's two lines are used.
     let t = Topology::uniform(1, 2, 1);
     let mut l = Ledger::new(&t);
+    add(&mut l, "b", Class::Burstable, &[], &[(0, VsFile, Some(0))]);
     add(&mut l, "a", Class::Burstable, &[], &[(0, Mrif, None)]);
     let (r, after) = run(&t, &l, &[("a", 0, vs(0, 2))]);
     let change = Change::UnexpectedFile {
@@ -196,11 +201,18 @@ fn an_auto_vcpu_left_on_mrif_where_every_line_is_held_is_a_correction() {
 
 #[test]
 fn an_auto_vcpu_on_mrif_where_a_line_is_still_free_just_has_not_entered() {
+    // c, waiting on hart 1, got its line there: that does not fill hart 0.
     let t = Topology::uniform(2, 1, 1);
     let mut l = Ledger::new(&t);
     add(&mut l, "a", Class::Burstable, &[], &[(0, VsFile, None)]);
-    let (r, _) = run(&t, &l, &[("a", 0, mrif(0))]);
-    assert_eq!(r, Reconciliation::default());
+    add(&mut l, "c", Class::Burstable, &[], &[(1, Mrif, None)]);
+    let (r, _) = run(&t, &l, &[("a", 0, mrif(0)), ("c", 0, vs(1, 1))]);
+    let got = Change::UnexpectedFile {
+        key: key("c", 0),
+        hart: 1,
+        line: 1,
+    };
+    assert_eq!(r.changes, [got]);
 }
 
 #[test]
