@@ -414,3 +414,28 @@ fn apply_applies_every_change_and_returns_the_first_error() {
     assert_eq!(r, Err(CoreError::VmNotFound(VmId::parse("gone").unwrap())));
     assert_eq!(vcpu(&l, "a", 0).backing, VsFile, "the rest still applied");
 }
+
+#[test]
+fn only_a_guaranteed_vcpu_pinned_to_the_hart_without_its_line_is_rehomed() {
+    // w waits on hart 0 (placed first); g's vCPU 0 holds its line on hart
+    // 1; only g's vCPU 1 lost its line on hart 0 to a.
+    let t = Topology::uniform(3, 1, 1);
+    let mut l = Ledger::new(&t);
+    add(&mut l, "w", Class::Burstable, &[], &[(0, Mrif, None)]);
+    add(
+        &mut l,
+        "g",
+        Class::Guaranteed,
+        &[],
+        &[(1, VsFile, Some(1)), (0, VsFile, None)],
+    );
+    add(&mut l, "a", Class::Burstable, &[0], &[(0, VsFile, Some(0))]);
+    let (r, _) = run(&t, &l, &[]);
+    let rehomed = Move {
+        key: key("g", 1),
+        from: 0,
+        to: 2,
+        backing: VsFile,
+    };
+    assert_eq!(r.pins().collect::<Vec<_>>(), [&rehomed]);
+}
