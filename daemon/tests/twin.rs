@@ -2,6 +2,7 @@
 //! every operation on random hosts: the ledger must always agree with what
 //! KVM really holds, predict every KVM decision, and keep its invariants.
 
+use ifad::core::reconcile::reconcile;
 use ifad::core::request::PlaceSpec;
 use ifad::core::{Backing, Class, CoreError, Refusal, VcpuKey, VmId};
 use ifad::engine::{Engine, EngineConfig, EngineError, VmState};
@@ -154,6 +155,19 @@ fn check_quiescent(e: &Engine) {
     }
 }
 
+/// Settling stops once the core's reconcile has nothing left to take in
+/// from the host: the settled state is its fixed point.
+fn check_fixed_point(e: &Engine, now: u64) -> Result<(), TestCaseError> {
+    let seen = e.observations();
+    let left = reconcile(e.topology(), e.ledger(), &seen, e.failed_entry_keys(), now);
+    prop_assert!(
+        left.is_empty(),
+        "reconcile after settling: {:?}",
+        left.changes
+    );
+    Ok(())
+}
+
 fn run(e: &mut Engine, ops: Vec<Op>) -> Result<(), TestCaseError> {
     // Who enters first while others are blocked, and where Linux runs the
     // threads of a hart that went offline, are not ifad's to decide: there
@@ -240,6 +254,7 @@ fn run(e: &mut Engine, ops: Vec<Op>) -> Result<(), TestCaseError> {
             prop_assert_eq!(&before, &snapshot(e), "a refused {:?} changed state", op);
         }
         check(e);
+        check_fixed_point(e, now)?;
         if !blocking && !hotplugged {
             prop_assert_eq!(e.corrections(), 0, "the core predicted every KVM decision");
         }
@@ -265,6 +280,7 @@ fn run(e: &mut Engine, ops: Vec<Op>) -> Result<(), TestCaseError> {
     }
     e.tick(now + 1);
     check(e);
+    check_fixed_point(e, now + 1)?;
     check_quiescent(e);
     for vm in ids {
         e.release(&vm, now + 2).unwrap();

@@ -111,6 +111,12 @@ impl Engine {
         self.failed_entries.len()
     }
 
+    /// The vCPUs whose failed HWACCEL entry was taken in, as `reconcile`
+    /// wants them.
+    pub fn failed_entry_keys(&self) -> &HashSet<VcpuKey> {
+        &self.failed_entries
+    }
+
     /// Whether a VM had a HWACCEL entry fail: its VMM stopped it.
     pub fn entry_failed(&self, vm: &VmId) -> bool {
         self.failed_entries.iter().any(|k| &k.vm == vm)

@@ -11,23 +11,9 @@ use std::collections::HashMap;
 use crate::core::ledger::VmRecord;
 use crate::core::{AiaMode, Bdf, HartId, Topology, VmId};
 
-/// What the host shows of one vCPU's interrupt file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Observed {
-    /// The host cannot tell (not run yet, or no way to see it).
-    Unknown,
-    VsFile {
-        hart: HartId,
-        line: u8,
-    },
-    Mrif {
-        hart: HartId,
-    },
-    /// A HWACCEL entry failed for lack of a VS-file on that hart.
-    EntryFailed {
-        hart: HartId,
-    },
-}
+/// What the host shows of one vCPU's interrupt file; the core reconciles
+/// the ledger with it, so it is the core's type.
+pub use crate::core::Observed;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
