@@ -4,7 +4,7 @@ use proptest::prelude::*;
 
 use crate::core::policy::{Placement, apply_placement, plan_place};
 use crate::core::request::PlaceSpec;
-use crate::core::{Backing, Class, HartId, Ledger, Topology, VcpuKey};
+use crate::core::{Backing, Class, CoreError, HartId, Ledger, Refusal, Topology, VcpuKey};
 
 fn spec(vm: &str, vcpus: u32, class: Class) -> PlaceSpec {
     PlaceSpec::parse(vm, vcpus, Some(class), &[]).unwrap()
@@ -241,6 +241,80 @@ fn the_issue_example_demotes_four_and_keeps_threads_spread() {
     // 44 threads on 8 harts: 6 balanced, one above it at most.
     assert!(most <= 7, "a hart runs {most} vCPU threads");
     assert_eq!((0..8).map(|h| l.load(h).held).sum::<u32>(), 40);
+}
+
+#[test]
+fn a_vcpu_that_can_keep_a_file_outside_the_scope_moves_first() {
+    // 3 harts x 2 files. b0 on harts 0 and 1, b1 (harts 0-1 only) too:
+    // both full, hart 2 free. g may use hart 0 only. b1 is newer, but
+    // only b0 can move to hart 2 and keep its file: nobody is demoted.
+    let t = Topology::uniform(3, 2, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, &spec("b0", 2, Class::Burstable));
+    place(
+        &t,
+        &mut l,
+        &spec("b1", 2, Class::Burstable).with_harts(&[0, 1]),
+    );
+    let p = plan_place(&t, &l, &spec("g", 1, Class::Guaranteed).with_harts(&[0])).unwrap();
+    assert_eq!(mrif(&p), 0, "{p:#?}");
+    assert_eq!(p.demotions.len(), 1);
+    assert_eq!(
+        (p.demotions[0].key.vm.as_str(), p.demotions[0].to),
+        ("b0", 2)
+    );
+    assert_eq!(p.demotions[0].backing, Backing::VsFile);
+}
+
+#[test]
+fn a_vcpu_with_a_safe_hart_to_wait_on_is_demoted_before_one_without() {
+    // 3 harts x 2 files. r (guaranteed) and b0 fill hart 0; b0 and b1
+    // (harts 1-2 only) fill hart 1. g needs all of harts 1 and 2: b1 is
+    // newer but could only wait beside g's lines; b0 can wait on hart 0.
+    let t = Topology::uniform(3, 2, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, &spec("r", 1, Class::Guaranteed));
+    place(&t, &mut l, &spec("b0", 2, Class::Burstable));
+    place(
+        &t,
+        &mut l,
+        &spec("b1", 1, Class::Burstable).with_harts(&[1, 2]),
+    );
+    assert_eq!(
+        (l.load(0).held, l.load(1).held),
+        (2, 2),
+        "the setup this test needs"
+    );
+    let g = spec("g", 3, Class::Guaranteed).with_harts(&[1, 2]);
+    let p = plan_place(&t, &l, &g).unwrap();
+    assert_eq!(mrif(&p), 1, "{p:#?}");
+    assert_eq!(
+        (p.demotions[0].key.vm.as_str(), p.demotions[0].to),
+        ("b0", 0)
+    );
+}
+
+#[test]
+fn a_vcpu_that_may_not_leave_its_hart_is_not_counted_as_takeable() {
+    // 2 harts x 1 file: a on hart 0, z may use hart 1 only. g needs both.
+    let t = Topology::uniform(2, 1, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, &spec("a", 1, Class::Burstable));
+    place(&t, &mut l, &spec("z", 1, Class::Burstable).with_harts(&[1]));
+    match plan_place(&t, &l, &spec("g", 2, Class::Guaranteed)) {
+        Err(CoreError::Refused(Refusal::NoFreeVsFile, why, facts)) => {
+            assert_eq!(facts.takeable, Some(1), "{why}");
+            assert!(why.contains("only 1 can be taken"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // One file is enough: a moves beside z, which keeps its own.
+    let p = plan_place(&t, &l, &spec("g", 1, Class::Guaranteed)).unwrap();
+    assert_eq!(p.demotions.len(), 1);
+    assert_eq!(
+        (p.demotions[0].key.vm.as_str(), p.demotions[0].to),
+        ("a", 1)
+    );
 }
 
 #[test]
