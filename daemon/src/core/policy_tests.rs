@@ -323,7 +323,7 @@ fn evacuate_refuses_when_a_guaranteed_vcpu_has_nowhere_to_go() {
 }
 
 #[test]
-fn promotions_take_on_hart_waiters_first_then_best_candidates_respecting_anti_thrash() {
+fn promotions_take_on_hart_waiters_first() {
     let t = Topology::uniform(2, 1, 1);
     let mut l = Ledger::new(&t);
     place(&t, &mut l, "g", 2, Class::Guaranteed);
@@ -331,35 +331,118 @@ fn promotions_take_on_hart_waiters_first_then_best_candidates_respecting_anti_th
     let dev = PlaceSpec::parse("b2", 1, Some(Class::Burstable), &["02:00.0".into()]).unwrap();
     place_spec(&t, &mut l, &dev);
     run_all(&mut l);
+    assert_eq!(l.vcpu(&key("b1", 0)).unwrap().hart, 0);
+    assert_eq!(l.vcpu(&key("b2", 0)).unwrap().hart, 1);
     assert!(plan_promotions(&t, &l, 0, 0).is_empty(), "nothing free");
     l.remove(&id("g")).unwrap();
+    // Each gets the file of its own hart, where KVM gives it anyway: no
+    // move, even though b2 (a device) is the better candidate for either.
     let moves = plan_promotions(&t, &l, 0, 0);
-    assert_eq!(moves.len(), 2, "{moves:?}");
-    assert!(moves.iter().all(|m| m.backing == Backing::VsFile));
-    // Anti-thrash: a vCPU moved just now is not moved again for promotion.
-    let t2 = Topology::uniform(2, 1, 1);
-    let mut l2 = Ledger::new(&t2);
-    place(&t2, &mut l2, "g", 2, Class::Guaranteed);
-    place(&t2, &mut l2, "w", 1, Class::Burstable);
-    let w_hart = l2.vcpu(&key("w", 0)).unwrap().hart;
-    l2.move_vcpu(&key("w", 0), 1 - w_hart, Backing::Mrif, 1000, true)
-        .unwrap();
-    // Free the file on w's old hart: only a move could promote w.
-    let g_on_old: u32 = l2
-        .vm(&id("g"))
-        .unwrap()
-        .vcpus
-        .iter()
-        .position(|v| v.hart == w_hart)
-        .unwrap() as u32;
-    l2.move_vcpu(&key("g", g_on_old), 1 - w_hart, Backing::VsFile, 0, false)
-        .ok();
-    let _ = g_on_old;
-    assert!(
-        plan_promotions(&t2, &l2, 1500, 60_000)
-            .iter()
-            .all(|m| m.from == m.to)
+    let on_hart = |vm: &str, h: HartId| Move {
+        key: key(vm, 0),
+        from: h,
+        to: h,
+        backing: Backing::VsFile,
+    };
+    assert_eq!(moves, [on_hart("b1", 0), on_hart("b2", 1)]);
+}
+
+/// Two harts of one file. g0 holds hart 0's and g1 hart 1's; w and n, both
+/// burstable, wait on MRIF on hart 1: w moved there at `moved_at`, n never
+/// moved. Then g0 leaves: hart 0's file is free, and only a move to hart 0
+/// can promote either of them.
+fn anti_thrash_host(moved_at: Millis) -> (Topology, Ledger) {
+    let t = Topology::uniform(2, 1, 1);
+    let mut l = Ledger::new(&t);
+    place_spec(
+        &t,
+        &mut l,
+        &spec("g0", 1, Class::Guaranteed).with_harts(&[0]),
     );
+    place_spec(
+        &t,
+        &mut l,
+        &spec("g1", 1, Class::Guaranteed).with_harts(&[1]),
+    );
+    place(&t, &mut l, "w", 1, Class::Burstable);
+    place(&t, &mut l, "n", 1, Class::Burstable);
+    assert_eq!(
+        l.vcpu(&key("w", 0)).unwrap().hart,
+        0,
+        "fewest threads first"
+    );
+    assert_eq!(l.vcpu(&key("n", 0)).unwrap().hart, 1);
+    l.move_vcpu(&key("w", 0), 1, Backing::Mrif, moved_at, true)
+        .unwrap();
+    run_all(&mut l);
+    l.remove(&id("g0")).unwrap();
+    l.verify(&t).unwrap();
+    assert_eq!(l.free(&t, 0), 1);
+    assert_eq!(l.free(&t, 1), 0);
+    let w = l.vcpu(&key("w", 0)).unwrap();
+    assert_eq!((w.moved_at, w.waiting_since), (Some(moved_at), 0));
+    assert_eq!(l.vcpu(&key("n", 0)).unwrap().moved_at, None);
+    (t, l)
+}
+
+fn to_hart_0(vm: &str) -> Move {
+    Move {
+        key: key(vm, 0),
+        from: 1,
+        to: 0,
+        backing: Backing::VsFile,
+    }
+}
+
+#[test]
+fn anti_thrash_skips_a_vcpu_moved_less_than_min_interval_ago() {
+    const MOVED: Millis = 1_000;
+    const MIN: Millis = 60_000;
+    let (t, l) = anti_thrash_host(MOVED);
+    // w waited as long as n and was placed first: the better candidate.
+    assert_eq!(plan_promotions(&t, &l, MOVED, 0), [to_hart_0("w")]);
+    // Moved just now, and 1 ms short of the interval: n, which never
+    // moved, gets the file instead, however soon.
+    for now in [MOVED, MOVED + 1, MOVED + MIN - 1] {
+        assert_eq!(
+            plan_promotions(&t, &l, now, MIN),
+            [to_hart_0("n")],
+            "now {now}"
+        );
+    }
+    // Exactly the interval, and later: w may move again.
+    for now in [MOVED + MIN, MOVED + MIN + 1, Millis::MAX] {
+        assert_eq!(
+            plan_promotions(&t, &l, now, MIN),
+            [to_hart_0("w")],
+            "now {now}"
+        );
+    }
+}
+
+#[test]
+fn anti_thrash_does_not_hold_back_a_vcpu_that_never_moved() {
+    let (t, mut l) = anti_thrash_host(1_000);
+    l.remove(&id("w")).unwrap();
+    // Even at time 0 with an interval of a day: n has never moved.
+    assert_eq!(plan_promotions(&t, &l, 0, 86_400_000), [to_hart_0("n")]);
+}
+
+#[test]
+fn anti_thrash_does_not_hold_back_a_promotion_on_the_vcpus_own_hart() {
+    // w moved to hart 1 just now; g1 leaves, so the file w's own hart
+    // frees goes to w without a move, interval or not.
+    let (t, mut l) = anti_thrash_host(1_000);
+    l.remove(&id("n")).unwrap();
+    l.remove(&id("g1")).unwrap();
+    let moves = plan_promotions(&t, &l, 1_000, 60_000);
+    let w_in_place = Move {
+        key: key("w", 0),
+        from: 1,
+        to: 1,
+        backing: Backing::VsFile,
+    };
+    assert_eq!(moves, [w_in_place]);
 }
 
 #[test]
