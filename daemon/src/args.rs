@@ -3,7 +3,13 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use clap::{Parser, ValueEnum};
+use ifad::core::ledger::Millis;
+use ifad::engine::EngineConfig;
 use ifad::host::sim::SimSpec;
+
+/// The longest `--min-move-interval`, in seconds: the engine counts it in
+/// milliseconds, which must fit its clock.
+pub const MAX_MIN_MOVE_INTERVAL: u64 = Millis::MAX / 1000;
 
 /// ifad: decides which vCPUs of a RISC-V KVM host get a hardware guest
 /// interrupt file (VS-file) and which run on MRIF, and serves that over gRPC.
@@ -74,7 +80,12 @@ pub struct Args {
 
     /// Seconds before policy may move a vCPU again to promote it
     /// (admission, drain and operator migrations are not limited).
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(..=MAX_MIN_MOVE_INTERVAL)
+    )]
     pub min_move_interval: u64,
 
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -90,6 +101,16 @@ pub struct Args {
     /// it is valid, 2 with the file, key and reason if not.
     #[arg(long)]
     pub check_config: bool,
+}
+
+impl Args {
+    /// The engine's policy knobs, as the flags set them.
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            // In range by the flag's parser, so this cannot overflow.
+            min_move_interval: self.min_move_interval * 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

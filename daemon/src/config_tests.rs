@@ -83,3 +83,63 @@ fn a_named_file_that_is_missing_is_an_error() {
     let err = parse(argv).err().unwrap().to_string();
     assert!(err.starts_with("/nonexistent/ifad.toml: "), "{err}");
 }
+
+#[test]
+fn min_move_interval_sets_the_engines_interval_in_milliseconds() {
+    let empty = file("");
+    let interval = |f: &tempfile::NamedTempFile, flags: &[&str]| {
+        parse_with(f, flags)
+            .unwrap()
+            .args
+            .engine_config()
+            .min_move_interval
+    };
+    assert_eq!(interval(&empty, &[]), 30_000, "default: 30 s");
+    assert_eq!(interval(&empty, &["--min-move-interval", "0"]), 0);
+    assert_eq!(interval(&empty, &["--min-move-interval=45"]), 45_000);
+    let largest = crate::args::MAX_MIN_MOVE_INTERVAL.to_string();
+    assert_eq!(
+        interval(&empty, &["--min-move-interval", &largest]),
+        crate::args::MAX_MIN_MOVE_INTERVAL * 1000
+    );
+    let f = file("min-move-interval = 7\n");
+    assert_eq!(interval(&f, &[]), 7_000, "the file's key");
+    assert_eq!(
+        interval(&f, &["--min-move-interval", "9"]),
+        9_000,
+        "the flag wins"
+    );
+    let f = file("min-move-interval = \"12\"\n");
+    assert_eq!(interval(&f, &[]), 12_000, "a string holding a number");
+}
+
+#[test]
+fn a_bad_min_move_interval_is_refused_naming_the_flag_or_the_key() {
+    let empty = file("");
+    // One second more than the engine's milliseconds can hold.
+    let too_long = (u64::MAX / 1000 + 1).to_string();
+    for bad in ["soon", "-1", "1.5", "", too_long.as_str()] {
+        let flag = format!("--min-move-interval={bad}");
+        match parse_with(&empty, &[&flag]) {
+            Err(ConfigError::Flags(reason)) => {
+                assert!(reason.contains("--min-move-interval"), "{bad:?}: {reason}")
+            }
+            Err(other) => panic!("{bad:?}: {other}"),
+            Ok(l) => panic!("{bad:?} accepted as {}", l.args.min_move_interval),
+        }
+        let f = file(&format!("min-move-interval = \"{bad}\"\n"));
+        match parse_with(&f, &[]) {
+            Err(e @ ConfigError::Key { .. }) => {
+                let e = e.to_string();
+                assert!(e.contains("key `min-move-interval`"), "{bad:?}: {e}")
+            }
+            Err(other) => panic!("{bad:?}: {other}"),
+            Ok(l) => panic!("{bad:?} accepted as {}", l.args.min_move_interval),
+        }
+    }
+    for bad in ["-5", too_long.as_str()] {
+        let f = file(&format!("min-move-interval = {bad}\n"));
+        let err = parse_with(&f, &[]).err().unwrap().to_string();
+        assert!(err.contains("key `min-move-interval`"), "{bad}: {err}");
+    }
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use ifad::clock::Clock;
 use ifad::engine::actor::EngineHandle;
-use ifad::engine::{Engine, EngineConfig, actor};
+use ifad::engine::{Engine, actor};
 use ifad::host::Host;
 use ifad::host::detect::not_a_riscv_kvm_host;
 use ifad::host::linux::discover::discover;
@@ -196,9 +196,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         nodes
     );
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"), host.kind());
-    let config = EngineConfig {
-        min_move_interval: args.min_move_interval * 1000,
-    };
+    let config = args.engine_config();
     let (engine, engine_thread) =
         actor::spawn(Engine::new(host, metrics.clone(), config)).context("starting the engine")?;
     let clock = match &loaded {
