@@ -387,11 +387,15 @@ fn config() -> ProptestConfig {
                 .unwrap_or_else(|e| panic!("{name}={v}: {e}"))
         })
     };
-    let seed = var("IFAD_TWIN_SEED").unwrap_or_else(|| {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap();
-        t.as_secs() ^ u64::from(t.subsec_nanos()) << 32
+    // One seed per run, shared by both properties, so one command replays it.
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        var("IFAD_TWIN_SEED").unwrap_or_else(|| {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            t.as_secs() ^ u64::from(t.subsec_nanos()) << 32
+        })
     });
     let mut c = ProptestConfig::default();
     if let Some(cases) = var("IFAD_TWIN_CASES") {
