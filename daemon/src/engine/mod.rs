@@ -127,6 +127,28 @@ impl Engine {
         self.host.held_vsfiles()
     }
 
+    /// Per hart, the lines the ledger predicts KVM holds there once every
+    /// vCPU has entered: one per VS-file vCPU of a started (not pending)
+    /// VM, on its hart if that hart is online. It is read from the ledger's
+    /// own intent (`hart`, `backing`), never from what the host showed
+    /// (`held_on`), so comparing it with `host_held_vsfiles` after a settle
+    /// checks a prediction. A halted vCPU, a stopped VM or a hart that went
+    /// offline can leave KVM holding lines elsewhere.
+    pub fn predicted_held_vsfiles(&self) -> Vec<u32> {
+        let topology = self.host.topology();
+        let mut held = vec![0; topology.len()];
+        for vm in self.ledger.vms().filter(|vm| !vm.pending) {
+            for v in &vm.vcpus {
+                if v.backing == crate::core::Backing::VsFile
+                    && topology.hart(v.hart).is_some_and(|h| h.online)
+                {
+                    held[v.hart as usize] += 1;
+                }
+            }
+        }
+        held
+    }
+
     /// Makes the current state durable (a no-op when nothing changed since
     /// the last write). Every acknowledged change calls it before replying.
     pub(crate) fn checkpoint(&mut self, now: Millis) -> Result<(), EngineError> {
