@@ -1,14 +1,22 @@
-//! A model of how RISC-V KVM hands out guest interrupt files
-//! (arch/riscv/kvm/aia.c, aia_imsic.c, vcpu.c; see kernel.md section 2):
+//! A model of how RISC-V KVM hands out guest interrupt files, as Linux's
+//! arch/riscv/kvm does it:
 //!
-//! - allocation happens at guest entry, on the CPU the thread runs on:
-//!   lowest free line first, no priority (first come, first served);
+//! - allocation happens at guest entry, on the CPU the thread runs on
+//!   (`kvm_riscv_vcpu_aia_imsic_update()` in aia_imsic.c, called before
+//!   every entry from `kvm_arch_vcpu_ioctl_run()` in vcpu.c, through
+//!   `kvm_riscv_vcpu_aia_update()`):
+//!   `kvm_riscv_aia_alloc_hgei()` (aia.c) takes the lowest free line, no
+//!   priority (first come, first served);
 //! - a vCPU keeps its file while it stays on that CPU (sticky), and frees it
-//!   only when it next enters on another CPU, is destroyed, or the CPU goes
-//!   offline; a blocked or descheduled vCPU keeps it;
-//! - no free line: HWACCEL fails the entry (KVM_EXIT_FAIL_ENTRY, the old file
-//!   is kept) and the VMM stops the VM; AUTO drops to the SW-file and retries
-//!   at every later entry; EMUL never takes a line.
+//!   (`kvm_riscv_aia_free_hgei()`) only when it next enters on another CPU,
+//!   is reset or destroyed (`kvm_riscv_vcpu_aia_imsic_release()`), or the
+//!   CPU goes offline (`kvm_riscv_aia_disable()`, aia.c, which pushes every
+//!   owner there to its SW-file); a blocked or descheduled vCPU keeps it;
+//! - no free line: HWACCEL fails the entry (KVM_EXIT_FAIL_ENTRY with
+//!   KVM_EXIT_FAIL_ENTRY_NO_VSFILE, the old file is kept) and the VMM stops
+//!   the VM; AUTO drops to the SW-file and retries at every later entry;
+//!   EMUL never takes a line. The mode is the AIA device's
+//!   `KVM_DEV_RISCV_AIA_CONFIG_MODE` (aia_device.c).
 //!
 //! This is the digital twin every policy is judged on: keep it faithful.
 

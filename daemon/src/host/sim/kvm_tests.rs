@@ -1,5 +1,6 @@
-//! Each test reproduces a behaviour kernel.md section 2 documents, most of
-//! them seen on the rig (shared/rig/README.md).
+//! Each test reproduces a behaviour of Linux's arch/riscv/kvm (aia.c,
+//! aia_imsic.c, vcpu.c: see the model's header in kvm.rs for the functions),
+//! most of them also seen on real KVM in tests/riscv-kvm.
 
 use super::*;
 
