@@ -99,16 +99,24 @@ else
     pass verify
 fi
 
-# --- systemd-analyze security (informational score) ----------------------------
+# --- systemd-analyze security: no worse than the README says -------------------
+# ifad needs root, host network and /proc/irq, which the score counts against
+# it; what is judged is that the unit is not less confined than documented.
 rc=0
 timeout 120 systemd-analyze security --no-pager --offline=true "$copy" >"$tmp/security.out" 2>&1 || rc=$?
 line=$(grep -F 'Overall exposure level' "$tmp/security.out" || true)
-if [[ -n $line ]]; then
-    # The score is reported, never judged: ifad needs root, host network
-    # and /proc/irq, which the score counts against it.
-    printf '%s\n' "$line"
+quoted=$(grep -oE 'exposure \*\*[0-9]+\.[0-9]+' README.md | grep -oE '[0-9]+\.[0-9]+' | head -n1 || true)
+score=$(printf '%s\n' "$line" | grep -oE '[0-9]+\.[0-9]+' | head -n1 || true)
+if [[ -n $score && -z $quoted ]]; then
+    fail security "README.md quotes no exposure score (\"exposure **N.N\")"
+elif [[ -n $score ]]; then
+    printf '%s (README: %s)\n' "$line" "$quoted"
     if [[ ${IFAD_CHECK_VERBOSE:-0} == 1 ]]; then cat "$tmp/security.out"; fi
-    pass security
+    if awk -v s="$score" -v q="$quoted" 'BEGIN { exit !(s <= q) }'; then
+        pass "security (exposure $score, at most the README's $quoted)"
+    else
+        fail security "exposure $score is worse than the README's $quoted"
+    fi
 else
     cat "$tmp/security.out"
     fail security "systemd-analyze security --offline=true failed (exit $rc)"
