@@ -3,10 +3,15 @@ use std::sync::{Arc, Mutex};
 use super::*;
 
 /// Files in memory; a write to a path listed in `fail` returns that errno.
+/// A write that succeeds sets the IRQ's effective affinity to what was asked,
+/// unless `routes` names the IRQ's smp_affinity_list: then the kernel routes
+/// it there instead (as Linux does for a managed IRQ, or an irqchip that
+/// cannot reach the CPU asked for).
 #[derive(Clone, Default)]
 struct FakeFs {
     files: Arc<Mutex<HashMap<PathBuf, String>>>,
     fail: Arc<Mutex<HashMap<PathBuf, Errno>>>,
+    routes: Arc<Mutex<HashMap<PathBuf, String>>>,
     writes: Arc<Mutex<u32>>,
 }
 
@@ -40,9 +45,11 @@ impl IrqFs for FakeFs {
         }
         let mut files = self.files.lock().unwrap();
         files.insert(path.to_path_buf(), format!("{data}\n"));
-        // IMSIC moves an IRQ to exactly the one CPU asked for.
+        // IMSIC moves an IRQ to exactly the one CPU asked for, unless told
+        // otherwise.
         let eff = path.with_file_name("effective_affinity_list");
-        files.insert(eff, format!("{data}\n"));
+        let routed = self.routes.lock().unwrap().get(path).cloned();
+        files.insert(eff, routed.unwrap_or_else(|| format!("{data}\n")));
         Ok(())
     }
 
@@ -218,4 +225,47 @@ fn does_not_fight_whoever_moves_an_irq_afterwards() {
         s.steer(&[40], &[2], 2_000)[0],
         Outcome::Moved { hart: 2, .. }
     ));
+}
+
+#[test]
+fn reports_the_effective_affinity_the_kernel_chose_not_the_one_asked_for() {
+    let fs = FakeFs::with(&[
+        ("proc/irq/40/smp_affinity_list", "0-3\n"),
+        ("proc/irq/41/smp_affinity_list", "0-3\n"),
+    ]);
+    // The write succeeds, but the kernel keeps IRQ 40 on CPU 0 and spreads
+    // IRQ 41 over 2-3.
+    let routes = [("40", "0\n"), ("41", "2-3\n")];
+    for (irq, eff) in routes {
+        fs.routes.lock().unwrap().insert(
+            PathBuf::from(format!("/r/proc/irq/{irq}/smp_affinity_list")),
+            eff.into(),
+        );
+    }
+    let mut s = Steering::new("/r".into(), Box::new(fs.clone()));
+    let out = s.steer(&[40, 41], &[1, 2], 0);
+    assert_eq!(
+        out,
+        [
+            Outcome::Moved {
+                irq: 40,
+                hart: 1,
+                effective: vec![0]
+            },
+            Outcome::Moved {
+                irq: 41,
+                hart: 2,
+                effective: vec![2, 3]
+            },
+        ],
+        "the read-back, not the request"
+    );
+    assert_eq!(*fs.writes.lock().unwrap(), 2);
+    // What the kernel answered is not fought: the same target is not
+    // written again.
+    assert_eq!(
+        s.steer(&[40, 41], &[1, 2], 1_000),
+        [Outcome::Skipped { irq: 40 }, Outcome::Skipped { irq: 41 }]
+    );
+    assert_eq!(*fs.writes.lock().unwrap(), 2);
 }
