@@ -171,7 +171,7 @@ impl Metrics {
             irq_errors: counter_vec(
                 &r,
                 "ifad_irq_steering_errors_total",
-                "Device IRQ moves that failed, by class (transient, target_full, permanent).",
+                "Device IRQ moves that failed, by class (transient, target_full, permanent; rerouted: taken, but the kernel routes the IRQ elsewhere).",
                 &["class"],
             ),
             checkpoint_seconds: {
@@ -215,7 +215,7 @@ impl Metrics {
         m.mrif_fallbacks
             .with_label_values(&[FALLBACK_NO_FREE_VSFILE]);
         m.mrif_fallbacks.with_label_values(&[FALLBACK_DEMOTED]);
-        for class in ["transient", "target_full", "permanent"] {
+        for class in ["transient", "target_full", "permanent", "rerouted"] {
             m.irq_errors.with_label_values(&[class]);
         }
         m

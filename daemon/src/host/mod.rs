@@ -137,7 +137,8 @@ pub struct IrqFailure {
     pub vm: VmId,
     pub irq: u32,
     pub hart: HartId,
-    /// "transient", "target_full" or "permanent" (no longer managed).
+    /// "transient", "target_full", "permanent" (no longer managed), or
+    /// "rerouted" (the kernel took the move but routes the IRQ elsewhere).
     pub class: &'static str,
     pub error: String,
 }

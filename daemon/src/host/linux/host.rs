@@ -18,10 +18,10 @@ use crate::clock::Clock;
 use crate::core::ledger::VmRecord;
 use crate::core::{AiaMode, Bdf, HartId, Topology, VmId};
 use crate::host::linux::discover::{Discovered, discover};
-use crate::host::linux::irq::{Outcome, RealFs, Steering};
+use crate::host::linux::irq::{self, Outcome, RealFs, Steering};
 use crate::host::linux::kprobes::{self, Allocations, Event, ProbeError, Probes};
 use crate::host::linux::kvmstats::TrapWatch;
-use crate::host::linux::{affinity, threads};
+use crate::host::linux::{affinity, cpulist, threads};
 use crate::host::{Drift, Host, HostError, IrqFailure, Observed, Restored};
 use crate::repeats::{Repeats, suffix};
 
@@ -198,6 +198,18 @@ impl LinuxHost {
             .collect();
         let harts = v.harts.clone();
         for outcome in self.steering.steer(&irqs, &harts, now) {
+            if let (Outcome::Moved { irq, hart, .. }, Some(cpus)) = (&outcome, outcome.rerouted()) {
+                self.irq_failures.push(IrqFailure {
+                    vm: id.clone(),
+                    irq: *irq,
+                    hart: *hart,
+                    class: irq::REROUTED,
+                    error: format!(
+                        "the kernel took the move but routes it to CPUs {}",
+                        cpulist::format(cpus)
+                    ),
+                });
+            }
             if let Outcome::Failed {
                 irq,
                 hart,

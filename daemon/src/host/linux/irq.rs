@@ -93,6 +93,23 @@ pub enum Outcome {
     Skipped { irq: u32 },
 }
 
+/// The label of a move the kernel took but routed elsewhere.
+pub const REROUTED: &str = "rerouted";
+
+impl Outcome {
+    /// The CPUs the kernel chose when it took a move but routed the IRQ
+    /// elsewhere (a managed IRQ, or an irqchip that cannot reach the hart).
+    /// `None` when it went where asked, or the read-back was unreadable.
+    pub fn rerouted(&self) -> Option<&[HartId]> {
+        match self {
+            Outcome::Moved {
+                hart, effective, ..
+            } if !effective.is_empty() && !effective.contains(hart) => Some(effective),
+            _ => None,
+        }
+    }
+}
+
 /// The host IRQs of a PCI device: its msi_irqs directory, else the
 /// `vfio-msi(x)[..](BDF)` lines of /proc/interrupts.
 pub fn device_irqs(fs: &dyn IrqFs, root: &Path, bdf: &Bdf) -> Vec<u32> {

@@ -260,6 +260,14 @@ fn reports_the_effective_affinity_the_kernel_chose_not_the_one_asked_for() {
         ],
         "the read-back, not the request"
     );
+    assert_eq!(out[0].rerouted(), Some(&[0][..]));
+    assert_eq!(out[1].rerouted(), None, "2-3 still holds hart 2");
+    let unreadable = Outcome::Moved {
+        irq: 42,
+        hart: 2,
+        effective: vec![],
+    };
+    assert_eq!(unreadable.rerouted(), None, "no read-back: nothing known");
     assert_eq!(*fs.writes.lock().unwrap(), 2);
     // What the kernel answered is not fought: the same target is not
     // written again.
