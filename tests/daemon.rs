@@ -27,11 +27,7 @@ fn ifad_and_ifactl_find_each_other_through_ifad_socket() {
             .args(["--simulate", "--metrics-listen", "off"]);
         Daemon::spawn(wrapped, socket.clone(), dir)
     };
-    assert!(
-        d.log().contains(&format!("unix:{}", socket.display())),
-        "{}",
-        d.log()
-    );
+    d.wait_for_log(&format!("unix:{}", socket.display()));
     let mut ctl = Command::new(bin("ifactl"));
     ctl.env(ifa_api::socket::SOCKET_ENV, &socket)
         .args(["-o", "json", "status"]);

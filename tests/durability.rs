@@ -3,7 +3,10 @@
 //! that changed while the daemon was down.
 
 use std::fs;
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use ifa_e2e::{Ctl, Daemon, run_ifad};
 use serde_json::Value;
@@ -83,7 +86,7 @@ fn vms_drains_and_migrations_survive_a_restart() {
     let d = start("harts=4,files=2", state.path());
     assert_eq!(shape(&d.json("vms")), before, "{}", d.log());
     assert_eq!(drained(&d), [3]);
-    assert!(d.log().contains("state restored"), "{}", d.log());
+    d.wait_for_log("state restored");
     // And it goes on from there: the id is still taken, the files too.
     assert_eq!(d.ctl("place --vm g --vcpus 1 --class guaranteed").code, 2);
 }
@@ -133,11 +136,7 @@ fn a_truncated_or_flipped_state_file_is_moved_aside_and_the_daemon_starts() {
         fs::write(&path, &bytes).unwrap();
 
         let d = start("harts=2,files=2", state.path());
-        assert!(
-            d.log().contains("STATE FILE UNREADABLE"),
-            "{what}: {}",
-            d.log()
-        );
+        d.wait_for_log("STATE FILE UNREADABLE");
         let aside = corrupt_files(state.path());
         assert_eq!(aside.len(), 1, "{what}");
         assert_eq!(
@@ -221,7 +220,7 @@ fn vms_on_a_hart_that_vanished_while_down_are_placed_again_where_allowed() {
     d.stop();
 
     let d = start("harts=3,files=2", state.path());
-    assert!(d.log().contains("placing it again"), "{}", d.log());
+    d.wait_for_log("placing it again");
     let vms = d.json("vms");
     let names: Vec<&str> = vms
         .as_array()
@@ -232,7 +231,7 @@ fn vms_on_a_hart_that_vanished_while_down_are_placed_again_where_allowed() {
     // b (allowed 2-3) is placed again on hart 2; top may use only hart 3,
     // which is gone: it is refused, never spread to harts it may not use.
     assert_eq!(names, ["b", "low"], "{}", d.log());
-    assert!(d.log().contains("could not place it again"), "{}", d.log());
+    d.wait_for_log("could not place it again");
     for vm in vms.as_array().unwrap() {
         for v in vm["vcpus"].as_array().unwrap() {
             assert!(v["hart"].as_u64().unwrap() < 3, "{vm}");
@@ -254,16 +253,55 @@ fn writes(d: &Daemon) -> u64 {
         .unwrap()
 }
 
+/// Waits, bounded, for `n` more completed control-loop ticks: the loop
+/// feeds systemd's watchdog once per tick, so each WATCHDOG=1 on `sock` is
+/// one tick done. Datagrams already queued are dropped first.
+fn ticks(sock: &UnixDatagram, n: usize) {
+    let mut buf = [0u8; 512];
+    sock.set_nonblocking(true).unwrap();
+    while sock.recv(&mut buf).is_ok() {}
+    sock.set_nonblocking(false).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut seen = 0;
+    while seen < n {
+        let got = sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("tick {} of {n} not seen: {e}", seen + 1));
+        if String::from_utf8_lossy(&buf[..got])
+            .lines()
+            .any(|l| l == "WATCHDOG=1")
+        {
+            seen += 1;
+        }
+    }
+}
+
 #[test]
 fn each_change_is_written_once_and_an_idle_daemon_writes_nothing() {
     let state = tempfile::tempdir().unwrap();
-    let d = start("harts=2,files=2", state.path());
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    let socket = dir.path().join("ifad.sock");
+    // The watchdog is for the shell's pid, which exec hands on to ifad.
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "export WATCHDOG_PID=$$; exec \"$0\" \"$@\""])
+        .arg(ifa_e2e::bin("ifad"))
+        .args(["--simulate=harts=2,files=2", "--state-dir"])
+        .arg(state.path())
+        .args(["--metrics-listen", "127.0.0.1:0", "--socket"])
+        .arg(&socket)
+        .env("NOTIFY_SOCKET", &notify)
+        .env("WATCHDOG_USEC", "60000000");
+    let d = Daemon::spawn(cmd, socket, dir);
     let first = writes(&d);
     d.ctl("place --vm a --vcpus 2 --class burstable").ok();
     let placed = writes(&d);
     assert!(placed > first, "the placement was written before the reply");
-    // Several ticks (500 ms each) with nothing changing: no write.
-    std::thread::sleep(std::time::Duration::from_millis(1600));
+    // An absence can only be checked over a window: three completed ticks
+    // (counted, not timed) with nothing changing, and no write.
+    ticks(&sock, 3);
     assert_eq!(writes(&d), placed);
     d.ctl("release --vm a").ok();
     assert!(writes(&d) > placed);

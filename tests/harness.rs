@@ -23,6 +23,25 @@ pub const CONFIG_ENV: &str = "IFAD_CONFIG";
 /// How long a daemon may take to say it is ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a test waits for something it expects to happen soon (a log
+/// line, a re-pin, a release): generous, so slow machines pass; it only
+/// bounds a failure.
+pub const WAIT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Polls `cond` every 10 ms until it holds; panics naming `what` if it
+/// still does not after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 /// Path of a workspace binary, built once per test process in the test's
 /// own profile (cargo does not build other packages' binaries for tests).
@@ -95,8 +114,10 @@ impl Daemon {
         let sink = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line.clone());
-                sink.lock().unwrap().push(line);
+                // Kept before it is handed on: once `start` has seen
+                // " ready", `log()` holds every line up to it.
+                sink.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
             }
         });
         let mut daemon = Daemon {
@@ -133,6 +154,22 @@ impl Daemon {
     /// Everything the daemon logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits, bounded, until a logged line contains `text`: a line the
+    /// daemon wrote reaches `log()` only once the stderr thread has read
+    /// it. Panics with the log so far if it never comes.
+    pub fn wait_for_log(&self, text: &str) {
+        let deadline = Instant::now() + WAIT_TIMEOUT;
+        while !self.log.lock().unwrap().iter().any(|l| l.contains(text)) {
+            if Instant::now() >= deadline {
+                panic!(
+                    "no log line containing {text:?} within {WAIT_TIMEOUT:?}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Runs `ifactl --socket <ours> <command>`; the command line is split

@@ -5,9 +5,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use ifa_e2e::{Daemon, bin};
+use ifa_e2e::{Daemon, WAIT_TIMEOUT, bin, wait_until};
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
 
@@ -53,18 +52,6 @@ fn affinity(tid: u64) -> Vec<usize> {
         .collect()
 }
 
-/// Polls `check` every 100 ms for at most `secs` seconds.
-fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
 #[test]
 fn host_root_discovers_the_captured_host() {
     let d = Daemon::start(&["--host-root", &fixture("qemu-virt-aia5")]);
@@ -79,11 +66,7 @@ fn host_root_discovers_the_captured_host() {
         serde_json::json!({"guest_index_bits": 3, "hart_index_bits": 2,
                            "group_index_bits": 0, "group_index_shift": 24})
     );
-    assert!(
-        d.log().contains("discovered 4 harts from the device tree"),
-        "{}",
-        d.log()
-    );
+    d.wait_for_log("discovered 4 harts from the device tree");
 }
 
 #[test]
@@ -122,22 +105,24 @@ fn attach_pins_real_threads_reapplies_on_drift_and_releases_on_exit() {
     all.set(0).unwrap();
     all.set(1).unwrap();
     sched_setaffinity(Pid::from_raw(tid as i32), &all).unwrap();
-    assert!(eventually(10, || affinity(tid) == [hart]), "re-pinned");
-    let body = ifa_e2e::http_get(d.metrics.unwrap(), "/metrics");
-    assert!(body.contains("ifad_drift_detected_total 1"), "{body}");
-    assert!(
-        d.log()
-            .contains("affinity changed by someone else; pinned it back")
-    );
+    wait_until("vCPU 0 re-pinned to its hart", WAIT_TIMEOUT, || {
+        affinity(tid) == [hart]
+    });
+    // The counter and the log line may trail the re-pin: wait for them too.
+    let metrics = d.metrics.unwrap();
+    wait_until("ifad_drift_detected_total 1", WAIT_TIMEOUT, || {
+        ifa_e2e::http_get(metrics, "/metrics")
+            .lines()
+            .any(|l| l == "ifad_drift_detected_total 1")
+    });
+    d.wait_for_log("affinity changed by someone else; pinned it back");
 
     // The VMM exits: its VM is released.
     drop(vmm);
-    assert!(
-        eventually(10, || d.ctl("vm a").code == 2),
-        "released after the VMM exited:\n{}",
-        d.log()
-    );
-    assert!(d.log().contains("its VMM exited"));
+    wait_until("vm a released after its VMM exited", WAIT_TIMEOUT, || {
+        d.ctl("vm a").code == 2
+    });
+    d.wait_for_log("its VMM exited");
 }
 
 #[test]

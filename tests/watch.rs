@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ifa_e2e::{Daemon, bin};
 use serde_json::Value;
@@ -112,16 +112,25 @@ fn events_arrive_as_they_happen_and_a_watcher_resumes_without_a_gap() {
 fn a_refusal_is_an_event_too() {
     let d = Daemon::simulate("harts=2,files=2");
     let w = Watcher::start(&d, "-o json watch --count 1");
-    // JSON mode prints no header: give the stream a moment to open, then
-    // act until the event shows (bounded).
-    std::thread::sleep(Duration::from_millis(300));
-    d.ctl("place --vm big --vcpus 9 --class guaranteed")
-        .fails(1);
-    let e: Value = serde_json::from_str(&w.line()).unwrap();
+    // JSON mode prints no header, so nothing says when the stream is open:
+    // refuse again until the event shows (bounded). Each try is refused the
+    // same way, and --count 1 takes the first one the stream saw.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let line = loop {
+        d.ctl("place --vm big --vcpus 9 --class guaranteed")
+            .fails(1);
+        match w.lines.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => break line,
+            Err(_) if Instant::now() < deadline => {}
+            Err(e) => panic!("no refusal event from ifactl watch: {e}"),
+        }
+    };
+    let e: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(e["kind"], "refused");
     assert_eq!(e["vm"], "big");
     assert_eq!(e["class"], "guaranteed");
     assert!(e["message"].as_str().unwrap().contains("needs 9"), "{e}");
+    assert_eq!(w.exit_code(), 0, "--count 1 ends it");
 }
 
 #[test]
