@@ -54,14 +54,13 @@ async fn not_serving_until_ready() {
         ServingStatus::NotServing as i32
     );
     ready_tx.send(true).unwrap();
-    // The reporter flips it from its own task: poll, bounded.
-    let mut status = 0;
-    for _ in 0..100 {
-        status = allocator_status(&socket).await;
-        if status == ServingStatus::Serving as i32 {
-            break;
-        }
+    // The reporter flips it from its own task: poll until it does, with a
+    // deadline generous enough for a loaded machine (not a speed claim).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut status = allocator_status(&socket).await;
+    while status != ServingStatus::Serving as i32 && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        status = allocator_status(&socket).await;
     }
     assert_eq!(status, ServingStatus::Serving as i32);
     stop_tx.send(true).unwrap();

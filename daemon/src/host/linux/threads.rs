@@ -115,18 +115,21 @@ mod tests {
         let me = std::process::id();
         let start = start_time(Path::new("/proc"), me);
         assert!(start.is_some());
-        // The name is set by the new thread itself: wait until it runs.
+        // The name is set by the new thread itself: wait until it runs, and
+        // keep it alive until the scan is done (not for a fixed time).
         let (started, wait) = std::sync::mpsc::channel();
+        let (done, finish) = std::sync::mpsc::channel::<()>();
         let handle = std::thread::Builder::new()
             .name("vcpu0".into())
             .spawn(move || {
                 started.send(()).unwrap();
-                std::thread::sleep(std::time::Duration::from_millis(300));
+                finish.recv().unwrap();
             })
             .unwrap();
         wait.recv().unwrap();
         let tids = vcpu_threads(Path::new("/proc"), me, 2, &["vcpu{n}".to_string()]).unwrap();
-        assert!(tids[0].is_some() && tids[1].is_none(), "{tids:?}");
+        done.send(()).unwrap();
         handle.join().unwrap();
+        assert!(tids[0].is_some() && tids[1].is_none(), "{tids:?}");
     }
 }
