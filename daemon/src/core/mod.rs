@@ -10,6 +10,8 @@ pub mod policy;
 pub mod reconcile;
 pub mod request;
 pub mod swap;
+#[cfg(test)]
+mod test_support;
 pub mod topology;
 pub mod vm_id;
 

@@ -1,10 +1,7 @@
 use super::*;
 use crate::core::request::PlaceSpec;
+use crate::core::test_support::{run_all, spec};
 use crate::core::{Class, CoreError, VmId};
-
-fn spec(vm: &str, vcpus: u32, class: Class) -> PlaceSpec {
-    PlaceSpec::parse(vm, vcpus, Some(class), &[]).unwrap()
-}
 
 /// Places a VM and lets every vCPU enter, as the engine's settle does.
 fn place_spec(t: &Topology, l: &mut Ledger, s: &PlaceSpec) -> Placement {
@@ -19,26 +16,6 @@ fn place_spec(t: &Topology, l: &mut Ledger, s: &PlaceSpec) -> Placement {
 
 fn place(t: &Topology, l: &mut Ledger, vm: &str, n: u32, class: Class) -> Placement {
     place_spec(t, l, &spec(vm, n, class))
-}
-
-/// What KVM does once every vCPU has entered: each holds a line exactly
-/// where the ledger intends.
-fn run_all(l: &mut Ledger) {
-    let all: Vec<(VcpuKey, Option<HartId>)> = l
-        .vms()
-        .flat_map(|vm| {
-            vm.vcpus.iter().enumerate().map(|(i, v)| {
-                let key = VcpuKey {
-                    vm: vm.id.clone(),
-                    vcpu: i as u32,
-                };
-                (key, (v.backing == Backing::VsFile).then_some(v.hart))
-            })
-        })
-        .collect();
-    for (key, held) in all {
-        l.observed(&key, held, held.map(|_| 1)).unwrap();
-    }
 }
 
 fn harts(p: &Placement) -> Vec<HartId> {

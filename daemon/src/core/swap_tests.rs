@@ -4,30 +4,8 @@ use proptest::prelude::*;
 
 use crate::core::policy::{Placement, apply_placement, plan_place};
 use crate::core::request::PlaceSpec;
+use crate::core::test_support::{run_all, spec};
 use crate::core::{Backing, Class, CoreError, HartId, Ledger, Refusal, Topology, VcpuKey};
-
-fn spec(vm: &str, vcpus: u32, class: Class) -> PlaceSpec {
-    PlaceSpec::parse(vm, vcpus, Some(class), &[]).unwrap()
-}
-
-/// Every vCPU has entered: each holds a line exactly where the ledger says.
-fn run_all(l: &mut Ledger) {
-    let all: Vec<(VcpuKey, Option<HartId>)> = l
-        .vms()
-        .flat_map(|vm| {
-            vm.vcpus.iter().enumerate().map(|(i, v)| {
-                let key = VcpuKey {
-                    vm: vm.id.clone(),
-                    vcpu: i as u32,
-                };
-                (key, (v.backing == Backing::VsFile).then_some(v.hart))
-            })
-        })
-        .collect();
-    for (key, held) in all {
-        l.observed(&key, held, held.map(|_| 1)).unwrap();
-    }
-}
 
 fn place(t: &Topology, l: &mut Ledger, s: &PlaceSpec) -> Placement {
     let p = plan_place(t, l, s).unwrap();
