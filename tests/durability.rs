@@ -5,7 +5,6 @@
 use std::fs;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use ifa_e2e::{Ctl, Daemon, run_ifad};
@@ -261,19 +260,8 @@ fn ticks(sock: &UnixDatagram, n: usize) {
     sock.set_nonblocking(true).unwrap();
     while sock.recv(&mut buf).is_ok() {}
     sock.set_nonblocking(false).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    let mut seen = 0;
-    while seen < n {
-        let got = sock
-            .recv(&mut buf)
-            .unwrap_or_else(|e| panic!("tick {} of {n} not seen: {e}", seen + 1));
-        if String::from_utf8_lossy(&buf[..got])
-            .lines()
-            .any(|l| l == "WATCHDOG=1")
-        {
-            seen += 1;
-        }
+    for _ in 0..n {
+        ifa_e2e::wait_for_notify(sock, "WATCHDOG=1", Duration::from_secs(15));
     }
 }
 
@@ -284,16 +272,11 @@ fn each_change_is_written_once_and_an_idle_daemon_writes_nothing() {
     let notify = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&notify).unwrap();
     let socket = dir.path().join("ifad.sock");
-    // The watchdog is for the shell's pid, which exec hands on to ifad.
-    let mut cmd = Command::new("sh");
-    cmd.args(["-c", "export WATCHDOG_PID=$$; exec \"$0\" \"$@\""])
-        .arg(ifa_e2e::bin("ifad"))
-        .args(["--simulate=harts=2,files=2", "--state-dir"])
+    let mut cmd = ifa_e2e::ifad_under_watchdog(&notify, 60_000_000);
+    cmd.args(["--simulate=harts=2,files=2", "--state-dir"])
         .arg(state.path())
         .args(["--metrics-listen", "127.0.0.1:0", "--socket"])
-        .arg(&socket)
-        .env("NOTIFY_SOCKET", &notify)
-        .env("WATCHDOG_USEC", "60000000");
+        .arg(&socket);
     let d = Daemon::spawn(cmd, socket, dir);
     let first = writes(&d);
     d.ctl("place --vm a --vcpus 2 --class burstable").ok();

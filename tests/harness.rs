@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -325,4 +326,44 @@ pub fn derived_host(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_tree(&host_fixture(name), dir.path());
     dir
+}
+
+/// ifad started as systemd starts a `Type=notify` service with a watchdog:
+/// through a shell whose pid (the one `WATCHDOG_PID` names) exec hands on
+/// to ifad. The caller adds ifad's arguments.
+pub fn ifad_under_watchdog(notify: &Path, watchdog_usec: u64) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "export WATCHDOG_PID=$$; exec \"$0\" \"$@\""])
+        .arg(bin("ifad"))
+        .env("NOTIFY_SOCKET", notify)
+        .env("WATCHDOG_USEC", watchdog_usec.to_string());
+    cmd
+}
+
+/// The notify datagrams received on `sock` until one has the line `want`;
+/// panics, naming what it saw, if none does within `within`.
+pub fn wait_for_notify(sock: &UnixDatagram, want: &str, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    while Instant::now() < deadline {
+        sock.set_read_timeout(Some(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        ))
+        .unwrap();
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+                let done = msg.lines().any(|l| l == want);
+                seen.push(msg);
+                if done {
+                    return seen;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    panic!("no {want} within {within:?}; got {seen:?}");
 }
