@@ -367,3 +367,13 @@ pub fn wait_for_notify(sock: &UnixDatagram, want: &str, within: Duration) -> Vec
     }
     panic!("no {want} within {within:?}; got {seen:?}");
 }
+
+/// The value of one sample line of a Prometheus exposition, e.g.
+/// `ifad_vsfiles` or `ifad_vcpus{backing="mrif"}`.
+pub fn sample(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in:\n{body}"))
+        .parse()
+        .unwrap()
+}

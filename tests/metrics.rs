@@ -1,16 +1,6 @@
 //! The Prometheus exposition of a running daemon.
 
-use ifa_e2e::{Daemon, http_get};
-
-/// The value of one sample line, e.g. `ifad_vsfiles` or
-/// `ifad_vcpus{backing="mrif"}`.
-fn sample(body: &str, series: &str) -> f64 {
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {series} in:\n{body}"))
-        .parse()
-        .unwrap()
-}
+use ifa_e2e::{Daemon, http_get, sample};
 
 #[test]
 fn metrics_follow_placements_and_fallbacks() {

@@ -14,12 +14,7 @@ use tonic_types::StatusExt;
 
 /// `ifad_checkpoint_errors_total` as /metrics shows it.
 fn checkpoint_errors(metrics: &Metrics) -> u64 {
-    let text = metrics.render();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("ifad_checkpoint_errors_total "))
-        .unwrap_or_else(|| panic!("no ifad_checkpoint_errors_total in\n{text}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
+    ifa_e2e::sample(&metrics.render(), "ifad_checkpoint_errors_total") as u64
 }
 
 fn place(vm: &str) -> v1::PlaceRequest {
