@@ -33,11 +33,11 @@ for p in $(closure usr/bin/qemu-system-riscv64) usr/lib/riscv64-linux-gnu/ld-lin
     mkdir -p "$w/$(dirname $p)"; cp -L "$n/$p" "$w/$p"
 done
 ln -sf /usr/lib/riscv64-linux-gnu/ld-linux-riscv64-lp64d.so.1 $w/lib/ld-linux-riscv64-lp64d.so.1
-# The nested guest: the same kernel, and an initramfs that reports its CPUs.
+# The nested guest: the same kernel, and an initramfs that reports its CPUs (l2-init).
 cp $CACHE/kroot/usr/lib/modules/$kver/vmlinuz $w/l2/vmlinuz
 g=$(mktemp -d "$CACHE/l2.XXXX"); mkdir -p $g/bin $g/proc $g/sys $g/dev
 cp $CACHE/busybox/usr/bin/busybox $g/bin/busybox; ln -s busybox $g/bin/sh
-printf '#!/bin/sh\n/bin/busybox --install -s /bin\nmount -t proc proc /proc\necho "L2: up $(grep -c ^processor /proc/cpuinfo) cpus"\nfor w in $(cat /proc/cmdline); do case $w in hold=*) sleep ${w#hold=};; esac; done\npoweroff -f\n' > $g/init
+cp $HERE/l2-init $g/init
 chmod +x $g/init
 (cd $g && find . | cpio -o -H newc --quiet | gzip -1 > $w/l2/initrd.gz)
 rm -rf "$g"
