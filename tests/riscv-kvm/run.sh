@@ -12,7 +12,7 @@ stage initrd;   "$HERE/mkinitrd.sh" "$CACHE/initrd.gz"
 stage boot
 log=$CACHE/boot.log
 kver=$(kernel_version)
-timeout "${BOOT_TIMEOUT:-900}" qemu-system-riscv64 \
+timeout "${BOOT_TIMEOUT:-1500}" qemu-system-riscv64 \
     -machine virt,aia=aplic-imsic,aia-guests=5 -cpu rv64,h=true -smp 4 -m 2G \
     -nographic -no-reboot \
     -kernel "$CACHE/kroot/usr/lib/modules/$kver/vmlinuz" -initrd "$CACHE/initrd.gz" \
