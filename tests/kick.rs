@@ -1,9 +1,10 @@
 //! `--kick-signal` (README, "On a real RISC-V KVM host"): ifad signals each
-//! vCPU thread it re-pins, so the vCPU re-enters the guest on its new hart,
-//! and no other thread. The threads are a fake VMM's that record every
+//! vCPU thread it re-pins (moved by ifad, or pinned back after someone
+//! else moved it), so the vCPU re-enters the guest on its new hart, and no
+//! other thread; attaching, the first pin, kicks nothing. The threads are a fake VMM's that record every
 //! SIGUSR1 and SIGUSR2 sent to them (tests/bin/fake_vmm.rs).
 
-use ifa_e2e::{Daemon, FakeVmm, WAIT_TIMEOUT, affinity};
+use ifa_e2e::{Daemon, FakeVmm, WAIT_TIMEOUT, affinity, metric, set_affinity, wait_until};
 
 const FAKE_VMM: &str = env!("CARGO_BIN_EXE_fake-vmm");
 
@@ -83,4 +84,16 @@ fn kick_signal_reaches_exactly_the_re_pinned_threads() {
     // And back: again exactly vCPU 0's thread.
     d.json(&format!("migrate --vm a --vcpu 0 --hart {}", vcpus[0].1));
     assert_eq!(kicks_so_far(&vmm, &tids), ["SIGUSR1 0"]);
+
+    // Someone else moves vCPU 1's thread; ifad pins it back, which is a
+    // re-pin too: vCPU 1's thread, and only it, is kicked.
+    set_affinity(tids[1], &[0, 1]);
+    wait_until("vCPU 1 pinned back", WAIT_TIMEOUT, || {
+        affinity(tids[1]) == [vcpus[1].1 as usize]
+    });
+    // Counted once the host call that re-pinned (and would kick) returned.
+    wait_until("the drift counted", WAIT_TIMEOUT, || {
+        metric(&d, "ifad_drift_detected_total") == 1.0
+    });
+    assert_eq!(kicks_so_far(&vmm, &tids), ["SIGUSR1 1"]);
 }
