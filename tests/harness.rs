@@ -377,3 +377,77 @@ pub fn sample(body: &str, series: &str) -> f64 {
         .parse()
         .unwrap()
 }
+
+/// A running `fake-vmm` (tests/bin/fake_vmm.rs) with `CPU <n>/KVM` threads,
+/// killed and reaped on drop. `exe` is `env!("CARGO_BIN_EXE_fake-vmm")`,
+/// which cargo sets only for the package's own tests. Its stdout after the
+/// `ready` line arrives on `lines`.
+pub struct FakeVmm {
+    child: Child,
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl FakeVmm {
+    pub fn start(exe: &str, vcpus: u32, env: &[(&str, &str)]) -> FakeVmm {
+        let mut child = Command::new(exe)
+            .arg(vcpus.to_string())
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn fake-vmm");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        FakeVmm { child, lines }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process and reaps it: its pid names nothing afterwards.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for FakeVmm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The CPUs a thread may run on, as the kernel says.
+pub fn affinity(tid: u64) -> Vec<usize> {
+    let set = nix::sched::sched_getaffinity(Pid::from_raw(tid as i32)).unwrap();
+    (0..nix::sched::CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap())
+        .collect()
+}
+
+/// Lets a thread run on `cpus`, as someone other than ifad would.
+pub fn set_affinity(tid: u64, cpus: &[usize]) {
+    let mut set = nix::sched::CpuSet::new();
+    for &c in cpus {
+        set.set(c).unwrap();
+    }
+    nix::sched::sched_setaffinity(Pid::from_raw(tid as i32), &set).unwrap();
+}
+
+/// The value of `series` on the daemon's `/metrics` (0 when absent).
+pub fn metric(d: &Daemon, series: &str) -> f64 {
+    let body = http_get(d.metrics.expect("metrics on"), "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.parse().unwrap())
+}

@@ -3,53 +3,18 @@
 //! test whose `CPU <n>/KVM` threads get attached, pinned, watched for drift
 //! and released when it exits.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use ifa_e2e::{Daemon, WAIT_TIMEOUT, bin, wait_until};
-use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
-use nix::unistd::Pid;
+use ifa_e2e::{Daemon, FakeVmm, WAIT_TIMEOUT, affinity, bin, set_affinity, wait_until};
 
 fn fixture(name: &str) -> String {
     ifa_e2e::host_fixture(name).to_str().unwrap().to_string()
 }
 
 /// A fake VMM with `vcpus` threads, stopped (killed) on drop.
-struct Vmm(Child);
-
-impl Vmm {
-    fn start(vcpus: u32) -> Vmm {
-        // Our own package's binary: cargo builds it for this test.
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fake-vmm"))
-            .arg(vcpus.to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready");
-        Vmm(child)
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Vmm {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn affinity(tid: u64) -> Vec<usize> {
-    let set = sched_getaffinity(Pid::from_raw(tid as i32)).unwrap();
-    (0..CpuSet::count())
-        .filter(|&c| set.is_set(c).unwrap())
-        .collect()
+fn vmm(vcpus: u32) -> FakeVmm {
+    // Our own package's binary: cargo builds it for this test.
+    FakeVmm::start(env!("CARGO_BIN_EXE_fake-vmm"), vcpus, &[])
 }
 
 #[test]
@@ -88,7 +53,7 @@ fn attach_pins_real_threads_reapplies_on_drift_and_releases_on_exit() {
     // This machine may have only 2 CPUs: keep the VM on harts 0 and 1.
     let d = Daemon::start(&["--host-root", &fixture("qemu-virt-aia5")]);
     d.json("place --vm a --vcpus 2 --class burstable --harts 0-1");
-    let vmm = Vmm::start(2);
+    let vmm = vmm(2);
     let vm = d.json(&format!("attach --vm a --pid {}", vmm.pid()));
     let vcpus = vm["vcpus"].as_array().unwrap().clone();
     for v in &vcpus {
@@ -101,10 +66,7 @@ fn attach_pins_real_threads_reapplies_on_drift_and_releases_on_exit() {
     // Someone else widens vCPU 0's affinity: ifad pins it back.
     let tid = vcpus[0]["tid"].as_u64().unwrap();
     let hart = vcpus[0]["hart"].as_u64().unwrap() as usize;
-    let mut all = CpuSet::new();
-    all.set(0).unwrap();
-    all.set(1).unwrap();
-    sched_setaffinity(Pid::from_raw(tid as i32), &all).unwrap();
+    set_affinity(tid, &[0, 1]);
     wait_until("vCPU 0 re-pinned to its hart", WAIT_TIMEOUT, || {
         affinity(tid) == [hart]
     });

@@ -475,6 +475,7 @@ impl Host for LinuxHost {
     fn drifted(&mut self) -> Vec<Drift> {
         let mut out = Vec::new();
         let policy = self.drift_policy;
+        let kick = self.kick;
         for (id, v) in &mut self.vms {
             let Some(m) = &v.vmm else { continue };
             for (vcpu, (tid, &want)) in m.tids.iter().zip(&v.harts).enumerate() {
@@ -491,6 +492,12 @@ impl Host for LinuxHost {
                     && affinity::set(tid, &[want]).is_ok();
                 if reapplied {
                     *tries += 1;
+                    // Pinned back is re-pinned: kicked as pin_vcpu kicks.
+                    if let Some(signal) = kick
+                        && let Err(e) = affinity::kick(m.pid, tid, signal)
+                    {
+                        warn!(vm = %id, vcpu, tid, "kicking the re-pinned thread: {e}");
+                    }
                 }
                 out.push(Drift {
                     vm: id.clone(),
