@@ -101,7 +101,7 @@ fn a_drifting_thread_is_pinned_back_three_times_then_left() {
         });
         wait_for_drift_count(d, n);
         // Someone else moving it again later, not at once: a whole tick
-        // sees it in place first (see the ignored test below).
+        // sees it in place first (the test below moves it at once).
         a.ticks(2);
     }
     assert_eq!(lines_with(d, "pinned it back"), 3, "{}", d.log());
@@ -145,16 +145,10 @@ fn drift_leave_only_reports() {
     assert_eq!(lines_with(d, "pinned it back"), 0, "{}", d.log());
 }
 
-/// BUG (not fixed here: daemon/src/engine/ops.rs belongs to another
-/// change): a thread moved again right after its last re-pin, before any
-/// tick saw it in place, is never counted or logged. `report_drift` keeps
-/// the re-pinned drift in its "already reported" set, and the next,
-/// unreapplied sighting with the same affinity is taken for it. The fix:
-/// keep only drifts that were left in `drifting` (`.filter(|d|
-/// !d.reapplied)` before collecting `now_drifting`); with it this test
-/// passes, and so do the others here.
+/// A thread moved again right after its last re-pin, before any tick saw
+/// it in place, is counted and logged too: a drift ifad pinned back is not
+/// "already reported" (this was missed once).
 #[test]
-#[ignore = "known bug: drift right after the last re-pin goes unreported (engine/ops.rs report_drift)"]
 fn a_drift_right_after_the_last_re_pin_is_still_reported() {
     let a = attached(&[]);
     let (d, vcpus) = (&a.d, &a.vcpus);

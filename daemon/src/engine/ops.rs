@@ -274,8 +274,12 @@ impl Engine {
     /// lasts, so a thread someone else owns does not flood the log.
     fn report_drift(&mut self) {
         let drifts = self.host.drifted();
+        // Only drifts left in place are "already reported": one ifad pinned
+        // back must count again if someone moves it again before a tick
+        // saw it back.
         let now_drifting: HashSet<(VcpuKey, Vec<HartId>)> = drifts
             .iter()
+            .filter(|d| !d.reapplied)
             .map(|d| {
                 (
                     VcpuKey {
