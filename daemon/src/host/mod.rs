@@ -68,14 +68,12 @@ pub trait Host: Send {
     fn held_vsfiles(&self) -> Option<Vec<u32>>;
 
     /// Finds a running VMM's vCPU threads and pins each to its hart.
-    fn attach_vm(&mut self, vm: &VmId, pid: u32) -> Result<Vec<Option<u32>>, HostError> {
-        let _ = (vm, pid);
+    fn attach_vm(&mut self, _vm: &VmId, _pid: u32) -> Result<Vec<Option<u32>>, HostError> {
         Err(HostError::Unsupported(self.kind()))
     }
 
     /// Thread id per vCPU, where known.
-    fn vcpu_threads(&self, vm: &VmId) -> Vec<Option<u32>> {
-        let _ = vm;
+    fn vcpu_threads(&self, _vm: &VmId) -> Vec<Option<u32>> {
         Vec::new()
     }
 
@@ -111,11 +109,12 @@ pub trait Host: Send {
 
     /// Takes back, after a restart, the VMs the ledger kept (`kept`), as
     /// `saved` left them; lets go of the others.
-    fn restore(&mut self, saved: &serde_json::Value, kept: &[VmRecord]) -> Restored {
-        let _ = saved;
+    fn restore(&mut self, _saved: &serde_json::Value, kept: &[VmRecord]) -> Restored {
         for vm in kept {
             let harts: Vec<HartId> = vm.vcpus.iter().map(|v| v.hart).collect();
-            let _ = self.create_vm(&vm.id, vm.class.aia_mode(), &harts, &vm.devices);
+            if let Err(e) = self.create_vm(&vm.id, vm.class.aia_mode(), &harts, &vm.devices) {
+                tracing::warn!(vm = %vm.id, "taking it back after a restart: {e}");
+            }
         }
         Restored::default()
     }
