@@ -83,6 +83,18 @@ impl Engine {
         report
     }
 
+    /// Starts with nothing placed (no state, or one that could not be read
+    /// back): the host lets go of whatever it still runs for an earlier
+    /// daemon (the simulated host's VMMs exit; the Linux backend has no
+    /// record of its VMMs and leaves them be).
+    pub fn start_afresh(&mut self, now: Millis) {
+        let found = self.host.restore(&serde_json::Value::Null, &[]);
+        for id in &found.gone {
+            info!(vm = %id, "its VMM exited while ifad was down");
+        }
+        self.hotplug(now);
+    }
+
     /// The request that would place `vm` again, on harts that still exist.
     fn spec_of(&self, vm: VmRecord) -> PlaceSpec {
         let harts = self.topology().len() as HartId;
