@@ -30,10 +30,6 @@ pub struct SimHost {
     topology: Topology,
     kvm: SimKvm,
     vms: HashMap<VmId, (VmHandle, usize)>,
-    /// The simulated VMM process each attached VM's vCPU threads belong
-    /// to: ifad's own knowledge, saved in its state (as the Linux backend
-    /// saves its VMMs' pids).
-    attached: HashMap<VmId, u32>,
     topology_changed: bool,
     machine: Option<MachineFile>,
 }
@@ -72,7 +68,6 @@ impl SimHost {
             topology,
             kvm,
             vms: HashMap::new(),
-            attached: HashMap::new(),
             topology_changed: false,
             machine: None,
         }
@@ -267,7 +262,6 @@ impl Host for SimHost {
     fn release_vm(&mut self, vm: &VmId) -> Result<(), HostError> {
         let (h, _) = self.handle(vm)?;
         self.vms.remove(vm);
-        self.attached.remove(vm);
         let done = self.kvm.destroy_vm(h).map_err(|e| vm_err(vm, e));
         self.persist();
         done
@@ -315,57 +309,21 @@ impl Host for SimHost {
         )
     }
 
-    /// A simulated VMM answers to whatever pid its orchestrator names. Its
-    /// vCPU threads run where ifad pinned them (nothing else moves them on
-    /// the simulated host), so there is nothing to pin again.
-    fn attach_vm(&mut self, vm: &VmId, pid: u32) -> Result<Vec<Option<u32>>, HostError> {
-        self.handle(vm)?;
-        if pid == 0 {
-            return Err(HostError::Vm {
-                vm: vm.clone(),
-                reason: "no process 0".into(),
-            });
-        }
-        self.attached.insert(vm.clone(), pid);
-        Ok(self.vcpu_threads(vm))
-    }
-
-    fn vcpu_threads(&self, vm: &VmId) -> Vec<Option<u32>> {
-        match (self.attached.get(vm), self.vms.get(vm)) {
-            (Some(&pid), Some(&(_, vcpus))) => (0..vcpus as u32)
-                .map(|vcpu| Some(sim_tid(pid, vcpu)))
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-
     fn sim(&mut self) -> Option<&mut SimHost> {
         Some(self)
     }
 
-    /// What ifad knows of the simulated VMMs (which pid each attached one
-    /// is); with no machine file of its own, the machine itself as well.
+    /// With no machine file of its own, the machine itself (the simulated
+    /// VMMs and KVM outlive the daemon); with one, nothing.
     fn save(&self) -> serde_json::Value {
-        let mut attached: Vec<(VmId, u32)> = self
-            .attached
-            .iter()
-            .map(|(id, &pid)| (id.clone(), pid))
-            .collect();
-        // Sorted, so an unchanged host saves the same bytes (no write).
-        attached.sort();
-        let saved = match self.machine {
-            Some(_) => Saved {
-                kvm: None,
-                vms: Vec::new(),
-                attached,
-            },
-            None => Saved {
+        match self.machine {
+            Some(_) => serde_json::Value::Null,
+            None => serde_json::to_value(Saved {
                 kvm: Some(self.kvm.clone()),
                 vms: sorted(&self.vms),
-                attached,
-            },
-        };
-        serde_json::to_value(saved).expect("plain data")
+            })
+            .expect("plain data"),
+        }
     }
 
     /// Reconciles the machine with the ledger's `kept` VMs: a simulated
@@ -375,10 +333,6 @@ impl Host for SimHost {
     /// never reached a checkpoint.
     fn restore(&mut self, saved: &serde_json::Value, kept: &[VmRecord]) -> Restored {
         let saved = serde_json::from_value::<Saved>(saved.clone()).ok();
-        let attached = saved
-            .as_ref()
-            .map(|s| s.attached.clone())
-            .unwrap_or_default();
         let mut out = Restored::default();
         if !self.take_back(saved) {
             // No machine survived: the kept VMs' VMMs start again.
@@ -432,10 +386,6 @@ impl Host for SimHost {
                 }
             }
         }
-        self.attached = attached
-            .into_iter()
-            .filter(|(id, _)| self.vms.contains_key(id))
-            .collect();
         self.persist();
         out
     }
@@ -457,12 +407,6 @@ impl SimHost {
     }
 }
 
-/// The thread of a simulated VMM's vCPU: numbered after its process, as
-/// Linux numbers a process's first threads.
-fn sim_tid(pid: u32, vcpu: u32) -> u32 {
-    pid.saturating_add(1 + vcpu)
-}
-
 fn sorted(vms: &HashMap<VmId, (VmHandle, usize)>) -> Vec<(VmId, VmHandle, usize)> {
     let mut vms: Vec<(VmId, VmHandle, usize)> =
         vms.iter().map(|(id, &(h, n))| (id.clone(), h, n)).collect();
@@ -478,15 +422,11 @@ struct Machine {
     vms: Vec<(VmId, VmHandle, usize)>,
 }
 
-/// What the simulated host keeps in ifad's state. `kvm` and `vms` only
-/// without a machine file (and in the state of an older ifad, which kept
-/// the machine there).
+/// What the simulated host keeps in ifad's state without a machine file
+/// (and what an older ifad kept there, with or without one).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Saved {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     kvm: Option<SimKvm>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    vms: Vec<(VmId, VmHandle, usize)>,
     #[serde(default)]
-    attached: Vec<(VmId, u32)>,
+    vms: Vec<(VmId, VmHandle, usize)>,
 }
