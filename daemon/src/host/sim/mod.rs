@@ -386,12 +386,67 @@ impl Host for SimHost {
                 }
             }
         }
+        self.enter_back(kept);
         self.persist();
         out
     }
 }
 
 impl SimHost {
+    /// After pinning back, lets the vCPUs that must move enter first, in an
+    /// order that gives each its ledger's line back, as the engine's
+    /// evacuation orders its moves: a vCPU the ledger backs with a VS-file
+    /// enters on its hart once a line is free there; while none can, a
+    /// vCPU holding a line the ledger does not give it lets it go (entering
+    /// on its hart). Without this, a waiting AUTO vCPU entering first on a
+    /// hart could take the line a guaranteed vCPU coming back needs, and
+    /// the guaranteed vCPU's entry would fail. The rest enter at the next
+    /// settle.
+    fn enter_back(&mut self, kept: &[VmRecord]) {
+        let mut back = Vec::new();
+        let mut holding = Vec::new();
+        for vm in kept {
+            let Some(&(h, _)) = self.vms.get(&vm.id) else {
+                continue;
+            };
+            for (vcpu, v) in vm.vcpus.iter().enumerate() {
+                let held = self.kvm.held_line(h, vcpu).ok().flatten();
+                let wanted = v.backing == crate::core::Backing::VsFile;
+                match held {
+                    Some((cpu, _)) if wanted && cpu == v.hart => {}
+                    _ if wanted => back.push((h, vcpu, v.hart)),
+                    Some(_) => holding.push((h, vcpu)),
+                    None => {}
+                }
+            }
+        }
+        let free = |kvm: &SimKvm, topology: &Topology, hart: HartId| {
+            topology
+                .hart(hart)
+                .is_some_and(|i| i.online && kvm.used_lines(hart) < u32::from(i.vsfiles))
+        };
+        while !back.is_empty() || !holding.is_empty() {
+            let (h, vcpu) = match back
+                .iter()
+                .position(|&(_, _, hart)| free(&self.kvm, &self.topology, hart))
+            {
+                Some(i) => {
+                    let (h, vcpu, _) = back.remove(i);
+                    (h, vcpu)
+                }
+                None => match holding.pop() {
+                    Some(next) => next,
+                    // Only vCPUs whose harts are full are left: the next
+                    // settle enters them as KVM would.
+                    None => break,
+                },
+            };
+            if let Err(e) = self.kvm.enter(h, vcpu) {
+                warn!(handle = h, vcpu, "entering after a restart: {e}");
+            }
+        }
+    }
+
     /// A simulated VMM for `vm`, started paused, each vCPU affine to its hart.
     fn start_vmm(&mut self, vm: &VmId, mode: AiaMode, harts: &[HartId]) -> Result<(), HostError> {
         let h = self
