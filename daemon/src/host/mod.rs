@@ -102,7 +102,8 @@ pub trait Host: Send {
     }
 
     /// What the host keeps of its VMs (VMM processes; the simulated host's
-    /// simulated VMs), for the state file.
+    /// simulated VMs when its machine has no file of its own), for the
+    /// state file.
     fn save(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
