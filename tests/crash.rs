@@ -10,10 +10,11 @@
 //! simulated machine (the same VMs; each vCPU pinned to its hart; each
 //! VS-file vCPU holding, on the machine, the line the daemon shows).
 //!
-//! `IFAD_CRASH_KILLS` (default 40) sets the least number of kills (more,
-//! up to three times as many, until one left the machine differing from
-//! the ledger), `IFAD_CRASH_SEED` the seed of the random choices; a failure
-//! names both.
+//! Every other kill follows a host effect (a change of the machine file),
+//! to land between it and its checkpoint. `IFAD_CRASH_KILLS` (default 40)
+//! sets the least number of kills (more, up to three times as many, until
+//! restarts had both a VM and a vCPU pin to reconcile with the machine),
+//! `IFAD_CRASH_SEED` the seed of the random choices; a failure names both.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -37,6 +38,8 @@ const MACHINE: &str = "simulated-machine";
 /// four, up to the longer delay, so that changes pile up between kills.
 const MAX_KILL_DELAY_US: u64 = 100_000;
 const LONG_KILL_DELAY_US: u64 = 300_000;
+/// How long a killer waiting for a host effect waits at most.
+const EFFECT_WAIT: Duration = Duration::from_millis(300);
 /// Bounds the operations of one round, should the killer be slow.
 const MAX_OPS_PER_ROUND: usize = 200;
 /// Operations kept for a failure report.
@@ -422,18 +425,22 @@ fn machine(state: &Path) -> Result<Machine, String> {
 
 /// How far the machine is from what the daemon shows: VMs on one side
 /// only, and vCPUs pinned elsewhere than their hart.
-fn differences(m: &Machine, seen: &State) -> usize {
+fn differences(m: &Machine, seen: &State) -> (usize, usize) {
     let ids: BTreeSet<&String> = m.keys().chain(seen.vms.keys()).collect();
-    ids.into_iter()
-        .map(|id| match (m.get(id), seen.vms.get(id)) {
-            (Some(vcpus), Some(vm)) => vcpus
-                .iter()
-                .zip(&vm.harts)
-                .filter(|((affinity, _), hart)| affinity[..] != [**hart])
-                .count(),
-            _ => 1,
-        })
-        .sum()
+    let (mut vms, mut pins) = (0, 0);
+    for id in ids {
+        match (m.get(id), seen.vms.get(id)) {
+            (Some(vcpus), Some(vm)) => {
+                pins += vcpus
+                    .iter()
+                    .zip(&vm.harts)
+                    .filter(|((affinity, _), hart)| affinity[..] != [**hart])
+                    .count();
+            }
+            _ => vms += 1,
+        }
+    }
+    (vms, pins)
 }
 
 /// The ledger agrees with the machine: the same VMs, each vCPU pinned to
@@ -583,7 +590,9 @@ fn acknowledged_changes_survive_sigkill_at_random_moments() {
     let mut history: Vec<String> = Vec::new();
     let (mut acked, mut refused, mut in_flight, mut unread) = (0u64, 0u64, 0u64, 0u64);
     let mut attach_refused = 0u64;
-    let (mut differed, mut reconciled, mut lines_agreed) = (0u64, 0usize, 0usize);
+    let (mut differed, mut lines_agreed) = (0u64, 0usize);
+    // Reconciled on restart: VMs on one side only, vCPUs pinned elsewhere.
+    let (mut vms_reconciled, mut pins_reconciled) = (0usize, 0usize);
     let mut acked_kinds: BTreeMap<String, u64> = BTreeMap::new();
     let began = Instant::now();
 
@@ -598,10 +607,12 @@ fn acknowledged_changes_survive_sigkill_at_random_moments() {
 
     let mut d = start(state.path());
     let mut round = 0;
-    // At least `kills` kills; more, up to three times as many, until one
-    // left the machine differing from the ledger (a kill that lands
-    // between a host effect and its checkpoint).
-    while round < kills || (differed == 0 && round < 3 * kills) {
+    // At least `kills` kills; more, up to three times as many, until kills
+    // between a host effect and its checkpoint left the machine with a VM
+    // the ledger did not have (or the other way round) and with a vCPU
+    // pinned elsewhere than its ledger hart.
+    let exercised = |vms: usize, pins: usize| vms > 0 && pins > 0;
+    while round < kills || (!exercised(vms_reconciled, pins_reconciled) && round < 3 * kills) {
         round += 1;
         let killed = Arc::new(AtomicBool::new(false));
         let longest = if rng.percent(25) {
@@ -610,11 +621,25 @@ fn acknowledged_changes_survive_sigkill_at_random_moments() {
             MAX_KILL_DELAY_US
         };
         let delay = Duration::from_micros(rng.below(longest + 1));
+        // Every other round, the kill follows the machine's next change
+        // after the delay: a host effect, most likely before its checkpoint.
+        let on_effect = rng.percent(50);
         let pid = Pid::from_raw(d.pid() as i32);
         let killer = {
             let killed = Arc::clone(&killed);
+            let machine = state.path().join(MACHINE);
             std::thread::spawn(move || {
                 std::thread::sleep(delay);
+                if on_effect {
+                    // Each change is a new file renamed into place.
+                    use std::os::unix::fs::MetadataExt;
+                    let ino = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.ino());
+                    let was = ino(&machine);
+                    let until = Instant::now() + EFFECT_WAIT;
+                    while ino(&machine) == was && Instant::now() < until {
+                        std::thread::yield_now();
+                    }
+                }
                 // Raised before the signal, so that any failure the kill
                 // may have caused is seen with it raised.
                 killed.store(true, Ordering::SeqCst);
@@ -707,7 +732,10 @@ fn acknowledged_changes_survive_sigkill_at_random_moments() {
             }
         }
         killer.join().expect("killer thread");
-        history.push(format!("[{round}] -- SIGKILL after {delay:?}"));
+        history.push(format!(
+            "[{round}] -- SIGKILL after {delay:?}{}",
+            if on_effect { " and a host effect" } else { "" }
+        ));
         drop(d); // reaps the killed daemon; its lock goes with it
 
         // The machine as the killed daemon left it.
@@ -715,12 +743,13 @@ fn acknowledged_changes_survive_sigkill_at_random_moments() {
         d = start(state.path());
         match check(&d, state.path(), &known, &last) {
             Ok((now, agreed)) => {
-                let diff = differences(&left, &now);
-                if diff > 0 {
+                let (vms, pins) = differences(&left, &now);
+                if vms + pins > 0 {
                     differed += 1;
-                    reconciled += diff;
+                    vms_reconciled += vms;
+                    pins_reconciled += pins;
                     history.push(format!(
-                        "[{round}] -- restart reconciled {diff} difference(s) with the machine"
+                        "[{round}] -- restart reconciled the machine: {vms} VM(s), {pins} vCPU pin(s)"
                     ));
                 }
                 lines_agreed += agreed;
@@ -740,7 +769,8 @@ fn acknowledged_changes_survive_sigkill_at_random_moments() {
     eprintln!(
         "crash test: seed {seed}, {round} kills, {acked} acknowledged {acked_kinds:?}, {refused} refused ({attach_refused} attach), \
          {in_flight} in flight at a kill, {unread} acknowledged but not read back; \
-         {differed} restarts found the machine differing from the ledger ({reconciled} differences reconciled), \
+         {differed} restarts found the machine differing from the ledger ({vms_reconciled} VMs, \
+         {pins_reconciled} vCPU pins reconciled), \
          {lines_agreed} VS-file lines checked against the machine; {} VMs at the end, {:.1?}",
         known.vms.len(),
         began.elapsed()
@@ -748,7 +778,9 @@ fn acknowledged_changes_survive_sigkill_at_random_moments() {
     assert!(acked > 0, "no operation was acknowledged");
     assert!(in_flight > 0, "no kill landed during an operation");
     assert!(
-        differed > 0,
-        "no kill left the machine differing from the ledger"
+        exercised(vms_reconciled, pins_reconciled),
+        "in {round} kills, the restarts reconciled {vms_reconciled} VMs and {pins_reconciled} \
+         vCPU pins with the machine: a crash between a host effect and its checkpoint was \
+         not exercised"
     );
 }
