@@ -10,8 +10,8 @@
 //! simulated machine (the same VMs; each vCPU pinned to its hart; each
 //! VS-file vCPU holding, on the machine, the line the daemon shows).
 //!
-//! Every other kill follows a host effect (a change of the machine file),
-//! to land between it and its checkpoint. `IFAD_CRASH_KILLS` (default 40)
+//! Every other kill follows one to three host effects (changes of the
+//! machine file), to land between a host effect and its checkpoint. `IFAD_CRASH_KILLS` (default 40)
 //! sets the least number of kills (more, up to three times as many, until
 //! restarts had both a VM and a vCPU pin to reconcile with the machine),
 //! `IFAD_CRASH_SEED` the seed of the random choices; a failure names both.
@@ -621,9 +621,11 @@ fn acknowledged_changes_survive_sigkill_at_random_moments() {
             MAX_KILL_DELAY_US
         };
         let delay = Duration::from_micros(rng.below(longest + 1));
-        // Every other round, the kill follows the machine's next change
-        // after the delay: a host effect, most likely before its checkpoint.
+        // Every other round, the kill follows the machine's first, second
+        // or third change after the delay: host effects (a change makes
+        // several), most likely before their checkpoint.
         let on_effect = rng.percent(50);
+        let effects = 1 + rng.below(3);
         let pid = Pid::from_raw(d.pid() as i32);
         let killer = {
             let killed = Arc::clone(&killed);
@@ -634,10 +636,12 @@ fn acknowledged_changes_survive_sigkill_at_random_moments() {
                     // Each change is a new file renamed into place.
                     use std::os::unix::fs::MetadataExt;
                     let ino = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.ino());
-                    let was = ino(&machine);
                     let until = Instant::now() + EFFECT_WAIT;
-                    while ino(&machine) == was && Instant::now() < until {
-                        std::thread::yield_now();
+                    for _ in 0..effects {
+                        let was = ino(&machine);
+                        while ino(&machine) == was && Instant::now() < until {
+                            std::thread::yield_now();
+                        }
                     }
                 }
                 // Raised before the signal, so that any failure the kill
@@ -734,7 +738,11 @@ fn acknowledged_changes_survive_sigkill_at_random_moments() {
         killer.join().expect("killer thread");
         history.push(format!(
             "[{round}] -- SIGKILL after {delay:?}{}",
-            if on_effect { " and a host effect" } else { "" }
+            if on_effect {
+                format!(" and {effects} host effect(s)")
+            } else {
+                String::new()
+            }
         ));
         drop(d); // reaps the killed daemon; its lock goes with it
 
