@@ -129,6 +129,11 @@ pub struct Restored {
     /// VMMs, still running, of VMs the ledger did not keep (to be placed
     /// again and re-attached).
     pub vmm: HashMap<VmId, u32>,
+    /// HWACCEL vCPUs (vm, vcpu, hart) the host could not take back to
+    /// their ledger hart, which has no free line for them (an AUTO vCPU
+    /// took it while ifad was down), left where they hold one: the
+    /// ledger is to follow, or their next entry fails.
+    pub stayed: Vec<(VmId, u32, HartId)>,
 }
 
 /// A device IRQ that could not be moved where its VM's vCPUs run.

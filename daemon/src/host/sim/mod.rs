@@ -386,7 +386,7 @@ impl Host for SimHost {
                 }
             }
         }
-        self.enter_back(kept);
+        out.stayed = self.enter_back(kept);
         self.persist();
         out
     }
@@ -401,8 +401,10 @@ impl SimHost {
     /// on its hart). Without this, a waiting AUTO vCPU entering first on a
     /// hart could take the line a guaranteed vCPU coming back needs, and
     /// the guaranteed vCPU's entry would fail. The rest enter at the next
-    /// settle.
-    fn enter_back(&mut self, kept: &[VmRecord]) {
+    /// settle, but a HWACCEL vCPU that still finds no line free on its
+    /// hart (an AUTO vCPU took it and stays there) is pinned where it
+    /// holds one and returned, for the ledger to follow.
+    fn enter_back(&mut self, kept: &[VmRecord]) -> Vec<(VmId, u32, HartId)> {
         let mut back = Vec::new();
         let mut holding = Vec::new();
         for vm in kept {
@@ -414,7 +416,10 @@ impl SimHost {
                 let wanted = v.backing == crate::core::Backing::VsFile;
                 match held {
                     Some((cpu, _)) if wanted && cpu == v.hart => {}
-                    _ if wanted => back.push((h, vcpu, v.hart)),
+                    _ if wanted => {
+                        let hwaccel = vm.class.aia_mode() == AiaMode::Hwaccel;
+                        back.push((h, vcpu, v.hart, hwaccel, &vm.id, held));
+                    }
                     Some(_) => holding.push((h, vcpu)),
                     None => {}
                 }
@@ -428,10 +433,10 @@ impl SimHost {
         while !back.is_empty() || !holding.is_empty() {
             let (h, vcpu) = match back
                 .iter()
-                .position(|&(_, _, hart)| free(&self.kvm, &self.topology, hart))
+                .position(|&(_, _, hart, ..)| free(&self.kvm, &self.topology, hart))
             {
                 Some(i) => {
-                    let (h, vcpu, _) = back.remove(i);
+                    let (h, vcpu, ..) = back.remove(i);
                     (h, vcpu)
                 }
                 None => match holding.pop() {
@@ -445,6 +450,16 @@ impl SimHost {
                 warn!(handle = h, vcpu, "entering after a restart: {e}");
             }
         }
+        let mut stayed = Vec::new();
+        for (_, vcpu, _, hwaccel, id, held) in back {
+            if let (true, Some((cpu, _))) = (hwaccel, held) {
+                match self.set_affinity(id, vcpu as u32, cpu) {
+                    Ok(()) => stayed.push((id.clone(), vcpu as u32, cpu)),
+                    Err(e) => warn!(vm = %id, vcpu, "leaving it where it holds a line: {e}"),
+                }
+            }
+        }
+        stayed
     }
 
     /// A simulated VMM for `vm`, started paused, each vCPU affine to its hart.
