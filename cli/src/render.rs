@@ -10,8 +10,7 @@ use crate::model::{Drained, Event, Hart, Migrated, Move, Status, Vcpu, Vm};
 fn aligned(lines: impl IntoIterator<Item = String>) -> String {
     let mut tw = TabWriter::new(Vec::new()).padding(2);
     for line in lines {
-        // Writing into a Vec cannot fail.
-        let _ = writeln!(tw, "{line}");
+        writeln!(tw, "{line}").expect("writing into a Vec cannot fail");
     }
     let bytes = tw.into_inner().unwrap_or_default();
     String::from_utf8_lossy(&bytes).into_owned()

@@ -36,9 +36,14 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn pick_host(args: &Args) -> anyhow::Result<Box<dyn Host>> {
+/// The simulated machine's own file in the state dir: it changes with the
+/// machine, apart from ifad's state, as a real host's kernel does.
+const SIM_MACHINE: &str = "simulated-machine";
+
+fn pick_host(args: &Args, state_dir: &Path) -> anyhow::Result<Box<dyn Host>> {
     if let Some(spec) = &args.simulate {
-        return Ok(Box::new(SimHost::from_spec(spec)));
+        let host = SimHost::from_spec(spec).with_machine_file(&state_dir.join(SIM_MACHINE))?;
+        return Ok(Box::new(host));
     }
     let root = match &args.host_root {
         Some(root) => root.clone(),
@@ -169,7 +174,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             moved_to.display()
         ),
     }
-    let host = pick_host(&args)?;
+    let host = pick_host(&args, &state_dir)?;
     if let Loaded::Restored(saved) = &loaded {
         let wrote = &saved.snapshot.host_kind;
         if !wrote.is_empty() && wrote != host.kind() {
@@ -209,7 +214,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let now = clock.now();
             let report = match loaded {
                 Loaded::Restored(saved) => Some(e.restore(saved, now)),
-                _ => None,
+                _ => {
+                    e.start_afresh(now);
+                    None
+                }
             };
             // The first reconcile with the host (VMMs gone, drift, hotplug)
             // happens before the daemon calls itself ready.
@@ -234,7 +242,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
-            let _ = rx.wait_for(|s| *s).await;
+            // An error means the sender is gone: stop all the same.
+            if rx.wait_for(|s| *s).await.is_err() { /* stopping */ }
         }
     };
 
@@ -256,7 +265,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let remove_sockets = || {
         for path in std::iter::once(&socket).chain(&args.socket_ro) {
-            let _ = std::fs::remove_file(path);
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => warn!("removing socket {}: {e}", path.display()),
+            }
         }
     };
     info!("serving ifa.v1 on unix:{}", socket.display());
@@ -296,7 +309,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The API and the ticker hold the last engine handles: the engine
     // thread ends once both have stopped.
     let ticker = tokio::spawn(tick(engine, clock, liveness.clone(), stopped()));
-    let _ = ready_tx.send(true);
+    if ready_tx.send(true).is_err() {
+        // The API server already ended; awaiting it below reports why.
+    }
     liveness.set_ready();
     ifad::notify::ready();
     info!("ready");
@@ -304,13 +319,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     shutdown.await;
     info!("shutting down");
     ifad::notify::stopping();
-    let _ = stop_tx.send(true);
+    if stop_tx.send(true).is_err() {
+        // Every receiver is gone: nothing is left running to stop.
+    }
     api.await?.context("gRPC server")?;
     ticker.await?;
     if let Some(t) = metrics_task {
         t.await?.context("metrics server")?;
     }
     remove_sockets();
-    let _ = engine_thread.join();
+    if engine_thread.join().is_err() {
+        bail!("the engine thread panicked");
+    }
     Ok(())
 }

@@ -45,7 +45,8 @@ pub async fn serve_api(
     });
     let until_stopped = |stop: watch::Receiver<bool>| async move {
         let mut stop = stop;
-        let _ = stop.wait_for(|s| *s).await;
+        // An error means the sender is gone, which stops the servers too.
+        if stop.wait_for(|s| *s).await.is_err() { /* stopping all the same */ }
     };
     let service = AllocatorService::new(engine, clock, stop.clone());
     let read_only = listeners.read_only.map(|l| {

@@ -30,7 +30,10 @@ where
 {
     let (reply, rx) = oneshot::channel();
     let job: Job = Box::new(move |engine| {
-        let _ = reply.send(f(engine));
+        if reply.send(f(engine)).is_err() {
+            // The caller gave up waiting (its client went away): the job
+            // ran all the same, and there is nobody to tell.
+        }
     });
     (job, rx)
 }

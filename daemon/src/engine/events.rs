@@ -160,8 +160,9 @@ impl EventLog {
             self.kept.pop_front();
         }
         self.kept.push_back(event.clone());
-        // Nobody watching is fine.
-        let _ = self.live.send(event);
+        // An error only says nobody is watching right now: the event is
+        // kept above for watchers that come later.
+        if self.live.send(event).is_err() { /* no live watcher */ }
     }
 
     /// What a watcher resuming after `after` missed, and the live feed

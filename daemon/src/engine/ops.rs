@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::core::ledger::Millis;
 use crate::core::policy::{self, Move, Placement};
@@ -36,9 +36,13 @@ impl Engine {
         let harts: Vec<HartId> = placement.vcpus.iter().map(|a| a.0).collect();
         self.host
             .create_vm(&spec.vm, spec.class.aia_mode(), &harts, &spec.devices)
-            .inspect_err(|_| {
-                // Undo whatever part the host took, so a refusal changes nothing.
-                let _ = self.host.release_vm(&spec.vm);
+            .inspect_err(|refused| {
+                // Undo whatever part the host took, so a refusal changes
+                // nothing. It usually took nothing, and then the release
+                // fails for want of the VM: only worth a debug line.
+                if let Err(e) = self.host.release_vm(&spec.vm) {
+                    debug!(vm = %spec.vm, "undoing the host's part of a refused placement ({refused}): {e}");
+                }
             })?;
         self.pin(placement.demotions.iter().chain(&placement.rehomes));
         policy::apply_placement(&mut self.ledger, &spec, &placement, now)?;
@@ -266,8 +270,9 @@ impl Engine {
             self.hotplug(now);
         }
         self.settle(now);
-        // Failures are logged and counted; the next tick tries again.
-        let _ = self.checkpoint(now);
+        // `checkpoint` logs and counts its failures, and nobody awaits a
+        // tick's reply: the next tick (or change) writes it again.
+        if self.checkpoint(now).is_err() { /* logged and counted above */ }
     }
 
     /// Each drift is reported once (counted and logged), however long it

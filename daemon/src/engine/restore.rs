@@ -6,8 +6,9 @@
 use tracing::{error, info, warn};
 
 use crate::core::ledger::{Millis, VmRecord};
+use crate::core::policy;
 use crate::core::request::PlaceSpec;
-use crate::core::{HartId, Ledger};
+use crate::core::{HartId, Ledger, VcpuKey};
 use crate::engine::{Engine, EngineError};
 use crate::state::{Saved, StateDir};
 
@@ -46,6 +47,28 @@ impl Engine {
         let kept: Vec<VmRecord> = self.ledger.vms().cloned().collect();
         let found = self.host.restore(&snapshot.host, &kept);
         let mut report = RestoreReport::default();
+        for (vm, vcpu, hart) in &found.stayed {
+            let key = VcpuKey {
+                vm: vm.clone(),
+                vcpu: *vcpu,
+            };
+            let Ok(from) = self.ledger.vcpu(&key).map(|v| v.hart) else {
+                continue;
+            };
+            let kept_there = policy::plan_migrate(self.topology(), &self.ledger, &key, *hart)
+                .and_then(|m| policy::apply_moves(&mut self.ledger, [&m], now));
+            match kept_there {
+                Ok(()) => {
+                    info!(vm = %vm, vcpu, from, to = hart, "kept where the host holds its VS-file: its hart has none free");
+                }
+                Err(e) => {
+                    warn!(vm = %vm, vcpu, hart, "the host holds its VS-file elsewhere and the ledger cannot follow ({e}): pinned back, its entry may fail");
+                    if let Err(e) = self.host.pin_vcpu(vm, *vcpu, from) {
+                        warn!(vm = %vm, vcpu, "pinning back: {e}");
+                    }
+                }
+            }
+        }
         for id in &found.gone {
             info!(vm = %id, "its VMM exited while ifad was down");
             // A left-out VM is not in the ledger: it is simply not placed again.
@@ -81,6 +104,18 @@ impl Engine {
         self.hotplug(now);
         report.vms = self.ledger.vm_count();
         report
+    }
+
+    /// Starts with nothing placed (no state, or one that could not be read
+    /// back): the host lets go of whatever it still runs for an earlier
+    /// daemon (the simulated host's VMMs exit; the Linux backend has no
+    /// record of its VMMs and leaves them be).
+    pub fn start_afresh(&mut self, now: Millis) {
+        let found = self.host.restore(&serde_json::Value::Null, &[]);
+        for id in &found.gone {
+            info!(vm = %id, "its VMM exited while ifad was down");
+        }
+        self.hotplug(now);
     }
 
     /// The request that would place `vm` again, on harts that still exist.

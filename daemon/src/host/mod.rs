@@ -68,14 +68,12 @@ pub trait Host: Send {
     fn held_vsfiles(&self) -> Option<Vec<u32>>;
 
     /// Finds a running VMM's vCPU threads and pins each to its hart.
-    fn attach_vm(&mut self, vm: &VmId, pid: u32) -> Result<Vec<Option<u32>>, HostError> {
-        let _ = (vm, pid);
+    fn attach_vm(&mut self, _vm: &VmId, _pid: u32) -> Result<Vec<Option<u32>>, HostError> {
         Err(HostError::Unsupported(self.kind()))
     }
 
     /// Thread id per vCPU, where known.
-    fn vcpu_threads(&self, vm: &VmId) -> Vec<Option<u32>> {
-        let _ = vm;
+    fn vcpu_threads(&self, _vm: &VmId) -> Vec<Option<u32>> {
         Vec::new()
     }
 
@@ -104,18 +102,20 @@ pub trait Host: Send {
     }
 
     /// What the host keeps of its VMs (VMM processes; the simulated host's
-    /// simulated VMs), for the state file.
+    /// simulated VMs when its machine has no file of its own), for the
+    /// state file.
     fn save(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
 
     /// Takes back, after a restart, the VMs the ledger kept (`kept`), as
     /// `saved` left them; lets go of the others.
-    fn restore(&mut self, saved: &serde_json::Value, kept: &[VmRecord]) -> Restored {
-        let _ = saved;
+    fn restore(&mut self, _saved: &serde_json::Value, kept: &[VmRecord]) -> Restored {
         for vm in kept {
             let harts: Vec<HartId> = vm.vcpus.iter().map(|v| v.hart).collect();
-            let _ = self.create_vm(&vm.id, vm.class.aia_mode(), &harts, &vm.devices);
+            if let Err(e) = self.create_vm(&vm.id, vm.class.aia_mode(), &harts, &vm.devices) {
+                tracing::warn!(vm = %vm.id, "taking it back after a restart: {e}");
+            }
         }
         Restored::default()
     }
@@ -129,6 +129,11 @@ pub struct Restored {
     /// VMMs, still running, of VMs the ledger did not keep (to be placed
     /// again and re-attached).
     pub vmm: HashMap<VmId, u32>,
+    /// HWACCEL vCPUs (vm, vcpu, hart) the host could not take back to
+    /// their ledger hart, which has no free line for them (an AUTO vCPU
+    /// took it while ifad was down), left where they hold one: the
+    /// ledger is to follow, or their next entry fails.
+    pub stayed: Vec<(VmId, u32, HartId)>,
 }
 
 /// A device IRQ that could not be moved where its VM's vCPUs run.

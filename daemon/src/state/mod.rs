@@ -41,8 +41,9 @@ pub struct Snapshot {
     pub ledger: SavedLedger,
     /// vCPUs whose failed HWACCEL entry was already counted.
     pub failed_entries: Vec<VcpuKey>,
-    /// The host's own part (VMM processes and threads; the simulated
-    /// host's simulated VMs).
+    /// The host's own part (VMM processes and threads; null for the
+    /// simulated host, whose machine keeps its own file, and its simulated
+    /// VMs in a state an older ifad wrote).
     pub host: serde_json::Value,
 }
 

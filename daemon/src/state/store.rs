@@ -83,7 +83,10 @@ impl StateDir {
             .map_err(io_at(&path))?;
         if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
             let mut holder = String::new();
-            let _ = lock.read_to_string(&mut holder);
+            if let Err(e) = lock.read_to_string(&mut holder) {
+                // Only the holder's pid is lost: the refusal stands.
+                holder = format!("pid unreadable: {e}");
+            }
             let holder = match holder.trim() {
                 "" => "pid unknown".to_string(),
                 pid => format!("pid {pid}"),

@@ -58,7 +58,9 @@ pub(super) fn restore(
     }
     for vm in kept {
         let harts: Vec<HartId> = vm.vcpus.iter().map(|v| v.hart).collect();
-        let _ = host.create_vm(&vm.id, vm.class.aia_mode(), &harts, &vm.devices);
+        if let Err(e) = host.create_vm(&vm.id, vm.class.aia_mode(), &harts, &vm.devices) {
+            warn!(vm = %vm.id, "taking it back after a restart: {e}");
+        }
         let Some(s) = saved.vmms.iter().find(|s| s.vm == vm.id) else {
             continue;
         };

@@ -189,10 +189,20 @@ impl Probes {
 
     /// Disables and deletes ifad's probes; those absent are no error.
     fn remove(&self) {
-        let _ = fs::write(self.tracefs.join("events").join(GROUP).join("enable"), "0");
+        let absent = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+        let enable = self.tracefs.join("events").join(GROUP).join("enable");
+        if let Err(e) = fs::write(&enable, "0")
+            && !absent(&e)
+        {
+            tracing::warn!("disabling ifad's kprobes ({}): {e}", enable.display());
+        }
         let events = self.tracefs.join("kprobe_events");
         for name in ["alloc_hgei", "alloc_hgei_ret", "free_hgei"] {
-            let _ = append(&events, &format!("-:{GROUP}/{name}"));
+            match append(&events, &format!("-:{GROUP}/{name}")) {
+                Err(ProbeError::Io { source, .. }) if absent(&source) => {}
+                Err(e) => tracing::warn!("removing kprobe {GROUP}/{name}: {e}"),
+                Ok(()) => {}
+            }
         }
     }
 }
