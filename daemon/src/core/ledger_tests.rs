@@ -1,0 +1,190 @@
+//! The ledger's own rules: which harts take new vCPUs, what counts as a
+//! line being released, and that `verify` rejects every broken invariant.
+
+use super::*;
+use crate::core::test_support::spec;
+
+fn key(vm: &str, vcpu: u32) -> VcpuKey {
+    VcpuKey {
+        vm: VmId::parse(vm).unwrap(),
+        vcpu,
+    }
+}
+
+/// Records a VM exactly where `plan` says, bypassing policy.
+fn record(l: &mut Ledger, s: &PlaceSpec, plan: &[(HartId, Backing)]) {
+    l.insert(s, plan, false, 0);
+}
+
+#[test]
+fn drained_offline_and_unknown_harts_are_not_eligible_and_have_no_free_file() {
+    let mut t = Topology::uniform(3, 2, 1);
+    t.set_online(2, false);
+    let mut l = Ledger::new(&t);
+    l.set_drained(1, true);
+    assert!(l.eligible(&t, 0));
+    assert!(!l.eligible(&t, 1), "drained");
+    assert!(!l.eligible(&t, 2), "offline");
+    assert!(!l.eligible(&t, 3), "no such hart");
+    assert_eq!([l.free(&t, 0), l.free(&t, 1), l.free(&t, 2)], [2, 0, 0]);
+}
+
+#[test]
+fn a_vcpu_moved_away_keeps_its_old_line_releasing_until_it_enters() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    record(
+        &mut l,
+        &spec("b", 1, Class::Burstable),
+        &[(0, Backing::VsFile)],
+    );
+    l.observed(&key("b", 0), Some(0), Some(1)).unwrap();
+    assert_eq!(l.load(0).releasing, 0, "held where it is meant to be");
+    l.move_vcpu(&key("b", 0), 1, Backing::VsFile, 5, true)
+        .unwrap();
+    assert_eq!(l.load(0).releasing, 1);
+    assert_eq!(l.free(&t, 0), 1, "the old line is not free yet");
+    assert_eq!(l.free(&t, 1), 1);
+    l.observed(&key("b", 0), Some(1), Some(1)).unwrap();
+    assert_eq!(l.load(0).releasing, 0);
+    assert_eq!(l.free(&t, 0), 2);
+    l.verify(&t).unwrap();
+}
+
+#[test]
+fn a_vcpu_demoted_in_place_releases_the_line_it_still_holds() {
+    let t = Topology::uniform(1, 2, 1);
+    let mut l = Ledger::new(&t);
+    record(
+        &mut l,
+        &spec("b", 1, Class::Burstable),
+        &[(0, Backing::VsFile)],
+    );
+    l.observed(&key("b", 0), Some(0), Some(1)).unwrap();
+    l.set_backing(&key("b", 0), Backing::Mrif, 5).unwrap();
+    assert_eq!(l.load(0).releasing, 1);
+    assert_eq!(l.free(&t, 0), 1, "KVM still holds the demoted vCPU's line");
+    l.verify(&t).unwrap();
+}
+
+#[test]
+fn verify_rejects_counts_that_differ_from_the_records() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    record(
+        &mut l,
+        &spec("g", 1, Class::Guaranteed),
+        &[(0, Backing::VsFile)],
+    );
+    l.verify(&t).unwrap();
+    l.load[0].vcpus += 1;
+    assert!(l.verify(&t).unwrap_err().contains("per-hart counts"));
+}
+
+#[test]
+fn verify_rejects_a_promotion_order_that_differs_from_the_records() {
+    let t = Topology::uniform(1, 1, 1);
+    let mut l = Ledger::new(&t);
+    record(
+        &mut l,
+        &spec("w", 1, Class::Burstable),
+        &[(0, Backing::Mrif)],
+    );
+    l.verify(&t).unwrap();
+    l.waiting.clear();
+    assert!(l.verify(&t).unwrap_err().contains("promotion or demotion"));
+}
+
+#[test]
+fn verify_rejects_a_demotion_order_that_differs_from_the_records() {
+    let t = Topology::uniform(1, 1, 1);
+    let mut l = Ledger::new(&t);
+    record(
+        &mut l,
+        &spec("v", 1, Class::Burstable),
+        &[(0, Backing::VsFile)],
+    );
+    l.verify(&t).unwrap();
+    l.victims.clear();
+    assert!(l.verify(&t).unwrap_err().contains("promotion or demotion"));
+}
+
+#[test]
+fn verify_accepts_a_full_hart_and_rejects_one_placed_over_its_files() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    let full = [(0, Backing::VsFile), (0, Backing::VsFile)];
+    record(&mut l, &spec("a", 2, Class::Guaranteed), &full);
+    l.verify(&t).unwrap();
+    record(
+        &mut l,
+        &spec("b", 1, Class::Guaranteed),
+        &[(0, Backing::VsFile)],
+    );
+    let err = l.verify(&t).unwrap_err();
+    assert!(err.contains("hart 0: 3 VS-files placed"), "{err}");
+}
+
+#[test]
+fn verify_rejects_a_hart_where_kvm_holds_more_lines_than_it_has() {
+    let t = Topology::uniform(2, 1, 1);
+    let mut l = Ledger::new(&t);
+    let plan = [(0, Backing::VsFile), (1, Backing::VsFile)];
+    record(&mut l, &spec("a", 2, Class::Guaranteed), &plan);
+    l.observed(&key("a", 0), Some(0), Some(1)).unwrap();
+    l.verify(&t).unwrap();
+    // vCPU 1 still holds a line on hart 0 from before it moved.
+    l.observed(&key("a", 1), Some(0), Some(1)).unwrap();
+    let err = l.verify(&t).unwrap_err();
+    assert!(err.contains("2 held, of 1"), "{err}");
+}
+
+#[test]
+fn verify_rejects_a_guaranteed_vcpu_outside_its_harts_while_one_can_take_it() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    let g = spec("g", 1, Class::Guaranteed).with_harts(&[1]);
+    record(&mut l, &g, &[(0, Backing::VsFile)]);
+    let err = l.verify(&t).unwrap_err();
+    assert!(err.contains("may not use"), "{err}");
+    // Once its only hart is drained, Linux's widened affinity is expected.
+    l.set_drained(1, true);
+    l.verify(&t).unwrap();
+}
+
+#[test]
+fn verify_lets_burstable_vcpus_run_outside_their_harts() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    let b = spec("b", 1, Class::Burstable).with_harts(&[1]);
+    record(&mut l, &b, &[(0, Backing::VsFile)]);
+    l.verify(&t).unwrap();
+}
+
+#[test]
+fn verify_rejects_a_live_guaranteed_vcpu_on_mrif_but_not_a_failed_one() {
+    let t = Topology::uniform(1, 1, 1);
+    let mut l = Ledger::new(&t);
+    record(
+        &mut l,
+        &spec("g", 1, Class::Guaranteed),
+        &[(0, Backing::Mrif)],
+    );
+    let err = l.verify(&t).unwrap_err();
+    assert!(err.contains("is on MRIF"), "{err}");
+    l.set_failed(&VmId::parse("g").unwrap());
+    l.verify(&t).unwrap();
+}
+
+#[test]
+fn verify_rejects_a_best_effort_vcpu_on_a_vsfile() {
+    let t = Topology::uniform(1, 1, 1);
+    let mut l = Ledger::new(&t);
+    record(
+        &mut l,
+        &spec("e", 1, Class::BestEffort),
+        &[(0, Backing::VsFile)],
+    );
+    let err = l.verify(&t).unwrap_err();
+    assert!(err.contains("holds a VS-file"), "{err}");
+}
