@@ -459,3 +459,31 @@ fn a_host_without_guest_files_takes_only_best_effort() {
     }
     place(&t, &mut l, "e", 2, Class::BestEffort);
 }
+
+#[test]
+fn a_placement_counts_its_vcpus_per_backing() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    let p = place(&t, &mut l, "a", 6, Class::Burstable);
+    assert_eq!((p.count(Backing::VsFile), p.count(Backing::Mrif)), (4, 2));
+}
+
+#[test]
+fn a_line_still_held_by_a_vcpu_that_moved_away_is_not_free_for_placement() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "a", 2, Class::Burstable);
+    let from = l.vcpu(&key("a", 0)).unwrap().hart;
+    let to = 1 - from;
+    // Moved with its file; KVM frees the old line only at its next entry.
+    l.move_vcpu(&key("a", 0), to, Backing::VsFile, 0, true)
+        .unwrap();
+    let p = plan_place(&t, &l, &spec("b", 2, Class::Burstable)).unwrap();
+    let files: Vec<HartId> = p
+        .vcpus
+        .iter()
+        .filter(|a| a.1 == Backing::VsFile)
+        .map(|a| a.0)
+        .collect();
+    assert_eq!(files, [from], "{p:?}");
+}
