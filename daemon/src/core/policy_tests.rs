@@ -487,3 +487,59 @@ fn a_line_still_held_by_a_vcpu_that_moved_away_is_not_free_for_placement() {
         .collect();
     assert_eq!(files, [from], "{p:?}");
 }
+
+/// One NUMA node, `files[h]` VS-files on hart h.
+fn files(files: &[u8]) -> Topology {
+    let t = Topology::uniform(files.len() as u32, 1, 1);
+    Topology::new(
+        t.harts()
+            .iter()
+            .zip(files)
+            .map(|(h, &vsfiles)| crate::core::HartInfo {
+                vsfiles,
+                ..h.clone()
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn mrif_vcpus_go_where_fewest_threads_run_counting_the_vms_own() {
+    // 5 free files: 4 on hart 0, 1 on hart 1; the sixth vCPU waits.
+    let t = files(&[4, 1]);
+    let l = Ledger::new(&t);
+    let p = plan_place(&t, &l, &spec("b", 6, Class::Burstable)).unwrap();
+    let mrif: Vec<HartId> = p
+        .vcpus
+        .iter()
+        .filter(|a| a.1 == Backing::Mrif)
+        .map(|a| a.0)
+        .collect();
+    assert_eq!(mrif, [1], "hart 0 runs 4 of its vCPUs already: {p:?}");
+}
+
+#[test]
+fn a_burstable_vcpu_does_not_wait_where_a_line_is_promised_to_a_vcpu_not_yet_entered() {
+    let t = Topology::uniform(2, 1, 1);
+    let mut l = Ledger::new(&t);
+    // g's vCPU is placed on hart 0 but has not entered: its line is free in KVM.
+    let g = spec("g", 1, Class::Guaranteed);
+    let p = plan_place(&t, &l, &g).unwrap();
+    apply_placement(&mut l, &g, &p, 0).unwrap();
+    assert_eq!(harts(&p), [0]);
+    let p = plan_place(&t, &l, &spec("b", 2, Class::Burstable)).unwrap();
+    assert_eq!(p.vcpus, [(1, Backing::VsFile), (1, Backing::Mrif)]);
+}
+
+#[test]
+fn a_burstable_vm_with_nowhere_safe_to_wait_is_told_to_try_again() {
+    let t = Topology::uniform(1, 1, 1);
+    let mut l = Ledger::new(&t);
+    let g = spec("g", 1, Class::Guaranteed);
+    let p = plan_place(&t, &l, &g).unwrap();
+    apply_placement(&mut l, &g, &p, 0).unwrap();
+    match plan_place(&t, &l, &spec("b", 1, Class::Burstable)) {
+        Err(CoreError::Refused(kind, _, _)) => assert_eq!(kind, Refusal::TryAgain),
+        other => panic!("{other:?}"),
+    }
+}
