@@ -543,3 +543,75 @@ fn a_burstable_vm_with_nowhere_safe_to_wait_is_told_to_try_again() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn one_numa_node_of_three_when_it_fits() {
+    let t = Topology::uniform(6, 2, 3);
+    let mut l = Ledger::new(&t);
+    let p = place(&t, &mut l, "a", 3, Class::Guaranteed);
+    let mut h = harts(&p);
+    h.sort();
+    assert_eq!(h, [0, 0, 1], "node 0 only: {p:?}");
+}
+
+#[test]
+fn no_numa_confinement_when_only_one_node_has_free_files() {
+    let t = Topology::uniform(4, 1, 2);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "g", 2, Class::Guaranteed); // fills node 0
+    assert_eq!((l.free(&t, 0), l.free(&t, 1)), (0, 0));
+    let p = place(&t, &mut l, "e", 4, Class::BestEffort);
+    let mut h = harts(&p);
+    h.sort();
+    assert_eq!(h, [0, 1, 2, 3], "spread over both nodes: {p:?}");
+}
+
+/// Hart 0 of 3 (2 files each) goes offline under burstable vCPU `b/0`,
+/// which may use `b_harts`; hart 2 has the fewest free files.
+fn offline_under_burstable(b_harts: &[HartId]) -> (Topology, Ledger) {
+    let mut t = Topology::uniform(3, 2, 1);
+    let mut l = Ledger::new(&t);
+    place_spec(
+        &t,
+        &mut l,
+        &spec("b", 1, Class::Burstable).with_harts(b_harts),
+    );
+    place_spec(
+        &t,
+        &mut l,
+        &spec("x", 1, Class::Guaranteed).with_harts(&[2]),
+    );
+    assert_eq!(l.vcpu(&key("b", 0)).unwrap().hart, 0);
+    t.set_online(0, false);
+    (t, l)
+}
+
+#[test]
+fn a_vcpu_leaving_an_offline_hart_stays_within_its_harts_while_one_can_take_it() {
+    let (t, l) = offline_under_burstable(&[0, 1]);
+    let (moves, stranded) = plan_evacuate(&t, &l, 0, true).unwrap();
+    assert!(stranded.is_empty());
+    assert_eq!((moves[0].to, moves[0].backing), (1, Backing::VsFile));
+}
+
+#[test]
+fn a_burstable_vcpu_whose_every_hart_is_offline_follows_linux_anywhere() {
+    let (t, l) = offline_under_burstable(&[0]);
+    let (moves, stranded) = plan_evacuate(&t, &l, 0, true).unwrap();
+    assert!(stranded.is_empty());
+    assert_eq!((moves[0].to, moves[0].backing), (2, Backing::VsFile));
+}
+
+#[test]
+fn draining_the_only_hart_a_burstable_vm_may_use_is_refused() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    place_spec(&t, &mut l, &spec("b", 1, Class::Burstable).with_harts(&[0]));
+    match plan_evacuate(&t, &l, 0, false) {
+        Err(CoreError::Refused(kind, msg, _)) => {
+            assert_eq!(kind, Refusal::WouldStrand);
+            assert!(msg.contains("no other hart it may use"), "{msg}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
