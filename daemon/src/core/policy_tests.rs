@@ -615,3 +615,14 @@ fn draining_the_only_hart_a_burstable_vm_may_use_is_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn evacuated_vcpus_never_land_on_a_drained_hart() {
+    let t = Topology::uniform(3, 1, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "e", 1, Class::BestEffort);
+    assert_eq!(l.vcpu(&key("e", 0)).unwrap().hart, 0);
+    l.set_drained(1, true);
+    let (moves, _) = plan_evacuate(&t, &l, 0, false).unwrap();
+    assert_eq!(moves[0].to, 2, "hart 1 is drained, though idle");
+}
