@@ -626,3 +626,18 @@ fn evacuated_vcpus_never_land_on_a_drained_hart() {
     let (moves, _) = plan_evacuate(&t, &l, 0, false).unwrap();
     assert_eq!(moves[0].to, 2, "hart 1 is drained, though idle");
 }
+
+#[test]
+fn an_evacuated_vcpu_stays_on_its_numa_node_first() {
+    let t = Topology::uniform(4, 2, 2);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "g", 1, Class::Guaranteed);
+    place_spec(
+        &t,
+        &mut l,
+        &spec("x", 1, Class::Guaranteed).with_harts(&[2]),
+    );
+    assert_eq!(l.vcpu(&key("g", 0)).unwrap().hart, 0);
+    let (moves, _) = plan_evacuate(&t, &l, 0, false).unwrap();
+    assert_eq!(moves[0].to, 1, "hart 2 fits best, but on the other node");
+}
