@@ -641,3 +641,71 @@ fn an_evacuated_vcpu_stays_on_its_numa_node_first() {
     let (moves, _) = plan_evacuate(&t, &l, 0, false).unwrap();
     assert_eq!(moves[0].to, 1, "hart 2 fits best, but on the other node");
 }
+
+/// Places `s` but lets none of its vCPUs enter: their lines are not held yet.
+fn place_not_entered(t: &Topology, l: &mut Ledger, s: &PlaceSpec) {
+    let p = plan_place(t, l, s).unwrap();
+    apply_placement(l, s, &p, 0).unwrap();
+}
+
+#[test]
+fn an_evacuated_burstable_vcpu_waits_where_kvm_holds_every_line_first() {
+    let t = Topology::uniform(3, 1, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "b", 1, Class::Burstable);
+    place(&t, &mut l, "x", 1, Class::Guaranteed);
+    place_not_entered(&t, &mut l, &spec("g", 1, Class::Guaranteed));
+    let held = l.vcpu(&key("x", 0)).unwrap().hart;
+    assert_eq!(l.vcpu(&key("b", 0)).unwrap().hart, 0);
+    let (moves, _) = plan_evacuate(&t, &l, 0, false).unwrap();
+    assert_eq!((moves[0].to, moves[0].backing), (held, Backing::Mrif));
+}
+
+#[test]
+fn a_burstable_vcpu_is_not_sent_to_wait_on_a_hart_whose_line_is_promised() {
+    // b holds both harts' lines; g takes one of them by swap and is pending.
+    let t = Topology::uniform(2, 1, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "b", 2, Class::Burstable);
+    let g = spec("g", 1, Class::Guaranteed);
+    let p = plan_place(&t, &l, &g).unwrap();
+    assert!(p.pending());
+    apply_placement(&mut l, &g, &p, 0).unwrap();
+    let promised = harts(&p)[0];
+    match plan_evacuate(&t, &l, 1 - promised, false) {
+        Err(CoreError::Refused(kind, _, _)) => assert_eq!(kind, Refusal::WouldStrand),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn migrating_burstable_onto_a_full_hart_whose_line_is_not_held_yet_is_try_again() {
+    let t = Topology::uniform(2, 1, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "b", 1, Class::Burstable);
+    place_not_entered(&t, &mut l, &spec("g", 1, Class::Guaranteed));
+    assert_eq!(l.vcpu(&key("g", 0)).unwrap().hart, 1);
+    match plan_migrate(&t, &l, &key("b", 0), 1) {
+        Err(CoreError::Refused(kind, _, _)) => assert_eq!(kind, Refusal::TryAgain),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn vcpus_pushed_outside_their_harts_go_back_once_one_is_online() {
+    let (mut t, mut l) = offline_under_burstable(&[0]);
+    let (moves, _) = plan_evacuate(&t, &l, 0, true).unwrap();
+    apply_moves(&mut l, &moves, 0).unwrap();
+    assert!(plan_restore(&t, &l).is_empty(), "hart 0 is still offline");
+    t.set_online(0, true);
+    let back = plan_restore(&t, &l);
+    assert_eq!(
+        back,
+        [Move {
+            key: key("b", 0),
+            from: 2,
+            to: 0,
+            backing: Backing::VsFile,
+        }]
+    );
+}
