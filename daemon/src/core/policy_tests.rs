@@ -709,3 +709,30 @@ fn vcpus_pushed_outside_their_harts_go_back_once_one_is_online() {
         }]
     );
 }
+
+#[test]
+fn draining_refuses_naming_the_guaranteed_vcpu_without_a_free_file() {
+    let t = Topology::uniform(2, 1, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "g", 2, Class::Guaranteed);
+    match plan_evacuate(&t, &l, 0, false) {
+        Err(CoreError::Refused(Refusal::WouldStrand, msg, _)) => assert!(
+            msg.contains("guaranteed vm g vcpu 0 has no free VS-file on another hart"),
+            "{msg}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_line_a_stopped_vm_still_holds_is_not_promised_to_a_waiter() {
+    let t = Topology::uniform(1, 2, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "g", 1, Class::Guaranteed);
+    place(&t, &mut l, "f", 1, Class::Guaranteed);
+    place(&t, &mut l, "w", 1, Class::Burstable);
+    assert_eq!(l.vcpu(&key("w", 0)).unwrap().backing, Backing::Mrif);
+    // f's HWACCEL entry failed: its VMM stopped it, and KVM keeps its line.
+    l.set_failed(&id("f"));
+    assert!(plan_promotions(&t, &l, 0, 0).is_empty());
+}
