@@ -736,3 +736,62 @@ fn a_line_a_stopped_vm_still_holds_is_not_promised_to_a_waiter() {
     l.set_failed(&id("f"));
     assert!(plan_promotions(&t, &l, 0, 0).is_empty());
 }
+
+/// One guaranteed vCPU pinned to each hart, all entered.
+fn one_pinned_per_hart(t: &Topology, l: &mut Ledger) {
+    for h in 0..t.len() as HartId {
+        let s = spec(&format!("a{h}"), 1, Class::Guaranteed).with_harts(&[h]);
+        place_spec(t, l, &s);
+    }
+}
+
+#[test]
+fn promotions_never_give_one_free_file_to_two_waiters() {
+    let t = Topology::uniform(4, 1, 1);
+    let mut l = Ledger::new(&t);
+    one_pinned_per_hart(&t, &mut l);
+    place(&t, &mut l, "w1", 1, Class::Burstable);
+    place_spec(
+        &t,
+        &mut l,
+        &spec("w2", 1, Class::Burstable).with_harts(&[1, 2]),
+    );
+    assert_eq!(l.vcpu(&key("w1", 0)).unwrap().hart, 0);
+    assert_eq!(l.vcpu(&key("w2", 0)).unwrap().hart, 1);
+    l.remove(&id("a2")).unwrap();
+    l.remove(&id("a3")).unwrap();
+    let moves = plan_promotions(&t, &l, 0, 0);
+    let to: Vec<(&str, HartId)> = moves.iter().map(|m| (m.key.vm.as_str(), m.to)).collect();
+    assert_eq!(to, [("w1", 2)], "w2 may not use hart 3");
+}
+
+#[test]
+fn promotions_move_a_waiter_to_its_own_numa_node_first() {
+    let t = Topology::uniform(4, 1, 2);
+    let mut l = Ledger::new(&t);
+    one_pinned_per_hart(&t, &mut l);
+    place(&t, &mut l, "w", 1, Class::Burstable);
+    assert_eq!(l.vcpu(&key("w", 0)).unwrap().hart, 0);
+    l.remove(&id("a1")).unwrap();
+    l.remove(&id("a2")).unwrap();
+    let moves = plan_promotions(&t, &l, 0, 0);
+    assert_eq!(moves.len(), 1);
+    assert_eq!(moves[0].to, 1, "hart 2 is on the other node");
+}
+
+#[test]
+fn replan_all_gives_files_to_higher_priority_burstable_first() {
+    let t = Topology::uniform(1, 1, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "lo", 1, Class::Burstable);
+    place_spec(
+        &t,
+        &mut l,
+        &spec("hi", 1, Class::Burstable).with_priority(5),
+    );
+    assert_eq!(l.vcpu(&key("hi", 0)).unwrap().backing, Backing::Mrif);
+    let (fresh, unplaced) = replan_all(&t, &l);
+    assert!(unplaced.is_empty());
+    assert_eq!(fresh.vcpu(&key("hi", 0)).unwrap().backing, Backing::VsFile);
+    assert_eq!(fresh.vcpu(&key("lo", 0)).unwrap().backing, Backing::Mrif);
+}
