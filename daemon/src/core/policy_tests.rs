@@ -795,3 +795,20 @@ fn replan_all_gives_files_to_higher_priority_burstable_first() {
     assert_eq!(fresh.vcpu(&key("hi", 0)).unwrap().backing, Backing::VsFile);
     assert_eq!(fresh.vcpu(&key("lo", 0)).unwrap().backing, Backing::Mrif);
 }
+
+#[test]
+fn applied_moves_stamp_only_the_vcpus_that_changed_hart() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    let p = place(&t, &mut l, "b", 2, Class::Burstable);
+    assert_eq!(harts(&p), [0, 1]);
+    let m = |vcpu, from, to| Move {
+        key: key("b", vcpu),
+        from,
+        to,
+        backing: Backing::VsFile,
+    };
+    apply_moves(&mut l, &[m(0, 0, 1), m(1, 1, 1)], 7).unwrap();
+    assert_eq!(l.vcpu(&key("b", 0)).unwrap().moved_at, Some(7));
+    assert_eq!(l.vcpu(&key("b", 1)).unwrap().moved_at, None, "stayed");
+}
