@@ -812,3 +812,37 @@ fn applied_moves_stamp_only_the_vcpus_that_changed_hart() {
     assert_eq!(l.vcpu(&key("b", 0)).unwrap().moved_at, Some(7));
     assert_eq!(l.vcpu(&key("b", 1)).unwrap().moved_at, None, "stayed");
 }
+
+#[test]
+fn a_burstable_vcpu_is_not_sent_to_wait_on_a_hart_whose_lines_are_over_reserved() {
+    let t = Topology::uniform(4, 1, 1);
+    let mut l = Ledger::new(&t);
+    place_spec(
+        &t,
+        &mut l,
+        &spec("a", 1, Class::Burstable).with_harts(&[0, 3]),
+    );
+    place_spec(
+        &t,
+        &mut l,
+        &spec("g", 1, Class::Guaranteed).with_harts(&[1]),
+    );
+    place_spec(
+        &t,
+        &mut l,
+        &spec("b", 1, Class::Burstable).with_harts(&[0, 2]),
+    );
+    place_spec(&t, &mut l, &spec("w", 1, Class::Burstable).with_harts(&[0]));
+    assert_eq!(l.vcpu(&key("b", 0)).unwrap().hart, 2);
+    // a moves to hart 3 and still holds hart 0's line; w, waiting on hart 0,
+    // is promoted there in place (KVM gives it the line once a leaves).
+    let m = plan_migrate(&t, &l, &key("a", 0), 3).unwrap();
+    apply_moves(&mut l, &[m], 0).unwrap();
+    let p = plan_promotions(&t, &l, 0, 0);
+    apply_moves(&mut l, &p, 0).unwrap();
+    assert!(!l.settled(&t, 0), "w's line is still a's");
+    match plan_evacuate(&t, &l, 2, false) {
+        Err(CoreError::Refused(kind, _, _)) => assert_eq!(kind, Refusal::WouldStrand),
+        other => panic!("{other:?}"),
+    }
+}
