@@ -188,3 +188,148 @@ fn verify_rejects_a_best_effort_vcpu_on_a_vsfile() {
     let err = l.verify(&t).unwrap_err();
     assert!(err.contains("holds a VS-file"), "{err}");
 }
+
+#[test]
+fn demotion_starts_the_wait_and_later_moves_keep_it() {
+    let t = Topology::uniform(2, 1, 1);
+    let mut l = Ledger::new(&t);
+    record(
+        &mut l,
+        &spec("b", 1, Class::Burstable),
+        &[(0, Backing::VsFile)],
+    );
+    l.move_vcpu(&key("b", 0), 1, Backing::Mrif, 9, true)
+        .unwrap();
+    assert_eq!(l.vcpu(&key("b", 0)).unwrap().waiting_since, 9);
+    l.move_vcpu(&key("b", 0), 0, Backing::Mrif, 12, true)
+        .unwrap();
+    assert_eq!(l.vcpu(&key("b", 0)).unwrap().waiting_since, 9);
+}
+
+#[test]
+fn only_a_policy_move_to_another_hart_is_stamped() {
+    let t = Topology::uniform(2, 1, 1);
+    let mut l = Ledger::new(&t);
+    record(
+        &mut l,
+        &spec("b", 1, Class::Burstable),
+        &[(0, Backing::VsFile)],
+    );
+    l.move_vcpu(&key("b", 0), 0, Backing::Mrif, 3, true)
+        .unwrap();
+    assert_eq!(l.vcpu(&key("b", 0)).unwrap().moved_at, None, "same hart");
+    l.move_vcpu(&key("b", 0), 1, Backing::Mrif, 4, false)
+        .unwrap();
+    assert_eq!(l.vcpu(&key("b", 0)).unwrap().moved_at, None, "not policy's");
+    l.move_vcpu(&key("b", 0), 0, Backing::Mrif, 5, true)
+        .unwrap();
+    assert_eq!(l.vcpu(&key("b", 0)).unwrap().moved_at, Some(5));
+}
+
+#[test]
+fn a_vcpu_keeps_its_line_number_only_while_it_stays_on_a_vsfile_there() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    let plan = [(0, Backing::VsFile), (0, Backing::VsFile)];
+    record(&mut l, &spec("b", 2, Class::Burstable), &plan);
+    for v in 0..2 {
+        l.observed(&key("b", v), Some(0), Some(v as u8 + 1))
+            .unwrap();
+    }
+    l.set_backing(&key("b", 0), Backing::VsFile, 1).unwrap();
+    assert_eq!(l.vcpu(&key("b", 0)).unwrap().line, Some(1), "unchanged");
+    l.set_backing(&key("b", 0), Backing::Mrif, 1).unwrap();
+    assert_eq!(l.vcpu(&key("b", 0)).unwrap().line, None, "demoted");
+    l.move_vcpu(&key("b", 1), 1, Backing::VsFile, 1, true)
+        .unwrap();
+    assert_eq!(l.vcpu(&key("b", 1)).unwrap().line, None, "moved");
+}
+
+#[test]
+fn an_observed_line_is_recorded_only_where_the_vcpu_is_meant_to_be() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    record(
+        &mut l,
+        &spec("b", 1, Class::Burstable),
+        &[(0, Backing::VsFile)],
+    );
+    l.observed(&key("b", 0), Some(1), Some(2)).unwrap();
+    assert_eq!(l.vcpu(&key("b", 0)).unwrap().line, None, "held elsewhere");
+    l.observed(&key("b", 0), Some(0), Some(2)).unwrap();
+    assert_eq!(l.vcpu(&key("b", 0)).unwrap().line, Some(2));
+}
+
+#[test]
+fn lines_left_behind_by_a_vcpu_on_an_offline_hart_are_stuck() {
+    let t = Topology::uniform(2, 1, 1);
+    let mut l = Ledger::new(&t);
+    record(
+        &mut l,
+        &spec("b", 1, Class::Burstable),
+        &[(1, Backing::VsFile)],
+    );
+    // It still holds hart 0's line: it has not entered on hart 1 yet.
+    l.observed(&key("b", 0), Some(0), None).unwrap();
+    assert_eq!((l.load(0).releasing, l.load(0).stuck), (1, 0));
+    l.set_offline(1, true);
+    assert!(l.is_offline(1) && !l.is_offline(0));
+    assert_eq!((l.load(0).releasing, l.load(0).stuck), (1, 1));
+    l.verify(&t).unwrap();
+    l.set_offline(1, false);
+    assert!(!l.is_offline(1));
+    assert_eq!(l.load(0).stuck, 0);
+}
+
+#[test]
+fn a_stopped_vms_held_lines_are_stuck_and_no_longer_reserved() {
+    let t = Topology::uniform(1, 1, 1);
+    let mut l = Ledger::new(&t);
+    record(
+        &mut l,
+        &spec("g", 1, Class::Guaranteed),
+        &[(0, Backing::VsFile)],
+    );
+    l.observed(&key("g", 0), Some(0), Some(1)).unwrap();
+    l.set_failed(&VmId::parse("g").unwrap());
+    let load = l.load(0);
+    assert_eq!((load.vsfiles_used, load.releasing, load.stuck), (0, 1, 1));
+    l.verify(&t).unwrap();
+}
+
+#[test]
+fn a_hart_that_lost_its_lines_holds_none() {
+    let t = Topology::uniform(2, 1, 1);
+    let mut l = Ledger::new(&t);
+    let plan = [(0, Backing::VsFile), (1, Backing::VsFile)];
+    record(&mut l, &spec("g", 2, Class::Guaranteed), &plan);
+    l.observed(&key("g", 0), Some(0), Some(1)).unwrap();
+    l.observed(&key("g", 1), Some(1), Some(1)).unwrap();
+    l.hart_lost_lines(0);
+    let v = l.vcpu(&key("g", 0)).unwrap();
+    assert_eq!((v.held_on, v.line), (None, None));
+    assert_eq!((l.load(0).held, l.load(1).held), (0, 1));
+    l.verify(&t).unwrap();
+}
+
+#[test]
+fn a_known_vm_id_or_a_device_in_use_is_not_admissible() {
+    let t = Topology::uniform(1, 1, 1);
+    let mut l = Ledger::new(&t);
+    let dev = |vm| PlaceSpec::parse(vm, 1, Some(Class::Burstable), &["01:00.0".into()]).unwrap();
+    assert!(l.check_admissible(&dev("a")).is_ok());
+    record(&mut l, &dev("a"), &[(0, Backing::VsFile)]);
+    assert!(matches!(
+        l.check_admissible(&dev("a")),
+        Err(CoreError::VmExists(_))
+    ));
+    assert!(matches!(
+        l.check_admissible(&dev("b")),
+        Err(CoreError::DeviceInUse { .. })
+    ));
+    l.remove(&VmId::parse("a").unwrap()).unwrap();
+    assert!(
+        l.check_admissible(&dev("b")).is_ok(),
+        "released with its VM"
+    );
+}
