@@ -333,3 +333,16 @@ fn a_known_vm_id_or_a_device_in_use_is_not_admissible() {
         "released with its VM"
     );
 }
+
+#[test]
+fn a_pending_vm_promises_the_lines_of_its_vsfile_vcpus_until_they_hold_them() {
+    let t = Topology::uniform(2, 1, 1);
+    let mut l = Ledger::new(&t);
+    let plan = [(0, Backing::VsFile), (1, Backing::Mrif)];
+    record(&mut l, &spec("p", 2, Class::Burstable), &plan);
+    assert_eq!(l.promised_to_pending(), [false, false], "not pending");
+    l.set_pending(&VmId::parse("p").unwrap(), true);
+    assert_eq!(l.promised_to_pending(), [true, false]);
+    l.observed(&key("p", 0), Some(0), Some(1)).unwrap();
+    assert_eq!(l.promised_to_pending(), [false, false], "held now");
+}
