@@ -305,10 +305,11 @@ fn a_hart_that_lost_its_lines_holds_none() {
     record(&mut l, &spec("g", 2, Class::Guaranteed), &plan);
     l.observed(&key("g", 0), Some(0), Some(1)).unwrap();
     l.observed(&key("g", 1), Some(1), Some(1)).unwrap();
-    l.hart_lost_lines(0);
-    let v = l.vcpu(&key("g", 0)).unwrap();
+    l.hart_lost_lines(1);
+    let v = l.vcpu(&key("g", 1)).unwrap();
     assert_eq!((v.held_on, v.line), (None, None));
-    assert_eq!((l.load(0).held, l.load(1).held), (0, 1));
+    assert_eq!(l.vcpu(&key("g", 0)).unwrap().held_on, Some(0), "other hart");
+    assert_eq!((l.load(0).held, l.load(1).held), (1, 0));
     l.verify(&t).unwrap();
 }
 
