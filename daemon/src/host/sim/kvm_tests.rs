@@ -283,3 +283,27 @@ fn reshape_keeps_a_thread_on_the_cpu_it_last_ran_on() {
         "sticky: no move, no new line"
     );
 }
+
+#[test]
+fn last_entry_is_what_the_latest_entry_ended_in() {
+    let mut k = SimKvm::new([1]);
+    let vm = k.create_vm(AiaMode::Auto, 2).unwrap();
+    assert_eq!(k.last_entry(vm, 0).unwrap(), None, "never entered");
+    k.enter(vm, 0).unwrap();
+    k.enter(vm, 1).unwrap();
+    assert_eq!(
+        k.last_entry(vm, 0).unwrap(),
+        Some(Entry::VsFile { cpu: 0, line: 1 })
+    );
+    assert_eq!(k.last_entry(vm, 1).unwrap(), Some(Entry::SwFile { cpu: 0 }));
+}
+
+#[test]
+fn vm_handles_lists_the_live_vms_with_their_vcpu_counts() {
+    let mut k = SimKvm::new([1]);
+    let a = k.create_vm(AiaMode::Auto, 2).unwrap();
+    let b = k.create_vm(AiaMode::Emul, 3).unwrap();
+    let c = k.create_vm(AiaMode::Auto, 1).unwrap();
+    k.destroy_vm(b).unwrap();
+    assert_eq!(k.vm_handles().collect::<Vec<_>>(), [(a, 2), (c, 1)]);
+}
