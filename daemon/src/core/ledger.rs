@@ -603,3 +603,7 @@ impl Ledger {
 #[path = "ledger_restore.rs"]
 mod restore;
 pub use restore::SavedLedger;
+
+#[cfg(test)]
+#[path = "ledger_tests.rs"]
+mod tests;

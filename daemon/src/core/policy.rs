@@ -628,7 +628,15 @@ pub fn replan_all(topology: &Topology, ledger: &Ledger) -> (Ledger, Vec<crate::c
         };
         match plan_place(topology, &fresh, &spec) {
             Ok(p) if !p.pending() => {
-                fresh.insert(&spec, &p.vcpus, false, 0);
+                let seq = fresh.insert(&spec, &p.vcpus, false, 0);
+                // From scratch every vCPU enters where planned: its line is
+                // held, so later burstable VMs may wait on full harts.
+                for (i, &(h, backing)) in p.vcpus.iter().enumerate() {
+                    if backing == Backing::VsFile {
+                        let key = fresh.key_of(seq, i as u32);
+                        fresh.observed(&key, Some(h), None).expect("just inserted");
+                    }
+                }
             }
             _ => unplaced.push(vm.id.clone()),
         }

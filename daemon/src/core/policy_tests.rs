@@ -459,3 +459,390 @@ fn a_host_without_guest_files_takes_only_best_effort() {
     }
     place(&t, &mut l, "e", 2, Class::BestEffort);
 }
+
+#[test]
+fn a_placement_counts_its_vcpus_per_backing() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    let p = place(&t, &mut l, "a", 6, Class::Burstable);
+    assert_eq!((p.count(Backing::VsFile), p.count(Backing::Mrif)), (4, 2));
+}
+
+#[test]
+fn a_line_still_held_by_a_vcpu_that_moved_away_is_not_free_for_placement() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "a", 2, Class::Burstable);
+    let from = l.vcpu(&key("a", 0)).unwrap().hart;
+    let to = 1 - from;
+    // Moved with its file; KVM frees the old line only at its next entry.
+    l.move_vcpu(&key("a", 0), to, Backing::VsFile, 0, true)
+        .unwrap();
+    let p = plan_place(&t, &l, &spec("b", 2, Class::Burstable)).unwrap();
+    let files: Vec<HartId> = p
+        .vcpus
+        .iter()
+        .filter(|a| a.1 == Backing::VsFile)
+        .map(|a| a.0)
+        .collect();
+    assert_eq!(files, [from], "{p:?}");
+}
+
+/// One NUMA node, `files[h]` VS-files on hart h.
+fn files(files: &[u8]) -> Topology {
+    let t = Topology::uniform(files.len() as u32, 1, 1);
+    Topology::new(
+        t.harts()
+            .iter()
+            .zip(files)
+            .map(|(h, &vsfiles)| crate::core::HartInfo {
+                vsfiles,
+                ..h.clone()
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn mrif_vcpus_go_where_fewest_threads_run_counting_the_vms_own() {
+    // 5 free files: 4 on hart 0, 1 on hart 1; the sixth vCPU waits.
+    let t = files(&[4, 1]);
+    let l = Ledger::new(&t);
+    let p = plan_place(&t, &l, &spec("b", 6, Class::Burstable)).unwrap();
+    let mrif: Vec<HartId> = p
+        .vcpus
+        .iter()
+        .filter(|a| a.1 == Backing::Mrif)
+        .map(|a| a.0)
+        .collect();
+    assert_eq!(mrif, [1], "hart 0 runs 4 of its vCPUs already: {p:?}");
+}
+
+#[test]
+fn a_burstable_vcpu_does_not_wait_where_a_line_is_promised_to_a_vcpu_not_yet_entered() {
+    let t = Topology::uniform(2, 1, 1);
+    let mut l = Ledger::new(&t);
+    // g's vCPU is placed on hart 0 but has not entered: its line is free in KVM.
+    let g = spec("g", 1, Class::Guaranteed);
+    let p = plan_place(&t, &l, &g).unwrap();
+    apply_placement(&mut l, &g, &p, 0).unwrap();
+    assert_eq!(harts(&p), [0]);
+    let p = plan_place(&t, &l, &spec("b", 2, Class::Burstable)).unwrap();
+    assert_eq!(p.vcpus, [(1, Backing::VsFile), (1, Backing::Mrif)]);
+}
+
+#[test]
+fn a_burstable_vm_with_nowhere_safe_to_wait_is_told_to_try_again() {
+    let t = Topology::uniform(1, 1, 1);
+    let mut l = Ledger::new(&t);
+    let g = spec("g", 1, Class::Guaranteed);
+    let p = plan_place(&t, &l, &g).unwrap();
+    apply_placement(&mut l, &g, &p, 0).unwrap();
+    match plan_place(&t, &l, &spec("b", 1, Class::Burstable)) {
+        Err(CoreError::Refused(kind, _, _)) => assert_eq!(kind, Refusal::TryAgain),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn one_numa_node_of_three_when_it_fits() {
+    let t = Topology::uniform(6, 2, 3);
+    let mut l = Ledger::new(&t);
+    let p = place(&t, &mut l, "a", 3, Class::Guaranteed);
+    let mut h = harts(&p);
+    h.sort();
+    assert_eq!(h, [0, 0, 1], "node 0 only: {p:?}");
+}
+
+#[test]
+fn no_numa_confinement_when_only_one_node_has_free_files() {
+    let t = Topology::uniform(4, 1, 2);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "g", 2, Class::Guaranteed); // fills node 0
+    assert_eq!((l.free(&t, 0), l.free(&t, 1)), (0, 0));
+    let p = place(&t, &mut l, "e", 4, Class::BestEffort);
+    let mut h = harts(&p);
+    h.sort();
+    assert_eq!(h, [0, 1, 2, 3], "spread over both nodes: {p:?}");
+}
+
+/// Hart 0 of 3 (2 files each) goes offline under burstable vCPU `b/0`,
+/// which may use `b_harts`; hart 2 has the fewest free files.
+fn offline_under_burstable(b_harts: &[HartId]) -> (Topology, Ledger) {
+    let mut t = Topology::uniform(3, 2, 1);
+    let mut l = Ledger::new(&t);
+    place_spec(
+        &t,
+        &mut l,
+        &spec("b", 1, Class::Burstable).with_harts(b_harts),
+    );
+    place_spec(
+        &t,
+        &mut l,
+        &spec("x", 1, Class::Guaranteed).with_harts(&[2]),
+    );
+    assert_eq!(l.vcpu(&key("b", 0)).unwrap().hart, 0);
+    t.set_online(0, false);
+    (t, l)
+}
+
+#[test]
+fn a_vcpu_leaving_an_offline_hart_stays_within_its_harts_while_one_can_take_it() {
+    let (t, l) = offline_under_burstable(&[0, 1]);
+    let (moves, stranded) = plan_evacuate(&t, &l, 0, true).unwrap();
+    assert!(stranded.is_empty());
+    assert_eq!((moves[0].to, moves[0].backing), (1, Backing::VsFile));
+}
+
+#[test]
+fn a_burstable_vcpu_whose_every_hart_is_offline_follows_linux_anywhere() {
+    let (t, l) = offline_under_burstable(&[0]);
+    let (moves, stranded) = plan_evacuate(&t, &l, 0, true).unwrap();
+    assert!(stranded.is_empty());
+    assert_eq!((moves[0].to, moves[0].backing), (2, Backing::VsFile));
+}
+
+#[test]
+fn draining_the_only_hart_a_burstable_vm_may_use_is_refused() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    place_spec(&t, &mut l, &spec("b", 1, Class::Burstable).with_harts(&[0]));
+    match plan_evacuate(&t, &l, 0, false) {
+        Err(CoreError::Refused(kind, msg, _)) => {
+            assert_eq!(kind, Refusal::WouldStrand);
+            assert!(msg.contains("no other hart it may use"), "{msg}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn evacuated_vcpus_never_land_on_a_drained_hart() {
+    let t = Topology::uniform(3, 1, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "e", 1, Class::BestEffort);
+    assert_eq!(l.vcpu(&key("e", 0)).unwrap().hart, 0);
+    l.set_drained(1, true);
+    let (moves, _) = plan_evacuate(&t, &l, 0, false).unwrap();
+    assert_eq!(moves[0].to, 2, "hart 1 is drained, though idle");
+}
+
+#[test]
+fn an_evacuated_vcpu_stays_on_its_numa_node_first() {
+    let t = Topology::uniform(4, 2, 2);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "g", 1, Class::Guaranteed);
+    place_spec(
+        &t,
+        &mut l,
+        &spec("x", 1, Class::Guaranteed).with_harts(&[2]),
+    );
+    assert_eq!(l.vcpu(&key("g", 0)).unwrap().hart, 0);
+    let (moves, _) = plan_evacuate(&t, &l, 0, false).unwrap();
+    assert_eq!(moves[0].to, 1, "hart 2 fits best, but on the other node");
+}
+
+/// Places `s` but lets none of its vCPUs enter: their lines are not held yet.
+fn place_not_entered(t: &Topology, l: &mut Ledger, s: &PlaceSpec) {
+    let p = plan_place(t, l, s).unwrap();
+    apply_placement(l, s, &p, 0).unwrap();
+}
+
+#[test]
+fn an_evacuated_burstable_vcpu_waits_where_kvm_holds_every_line_first() {
+    let t = Topology::uniform(3, 1, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "b", 1, Class::Burstable);
+    place(&t, &mut l, "x", 1, Class::Guaranteed);
+    place_not_entered(&t, &mut l, &spec("g", 1, Class::Guaranteed));
+    let held = l.vcpu(&key("x", 0)).unwrap().hart;
+    assert_eq!(l.vcpu(&key("b", 0)).unwrap().hart, 0);
+    let (moves, _) = plan_evacuate(&t, &l, 0, false).unwrap();
+    assert_eq!((moves[0].to, moves[0].backing), (held, Backing::Mrif));
+}
+
+#[test]
+fn a_burstable_vcpu_is_not_sent_to_wait_on_a_hart_whose_line_is_promised() {
+    // b holds both harts' lines; g takes one of them by swap and is pending.
+    let t = Topology::uniform(2, 1, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "b", 2, Class::Burstable);
+    let g = spec("g", 1, Class::Guaranteed);
+    let p = plan_place(&t, &l, &g).unwrap();
+    assert!(p.pending());
+    apply_placement(&mut l, &g, &p, 0).unwrap();
+    let promised = harts(&p)[0];
+    match plan_evacuate(&t, &l, 1 - promised, false) {
+        Err(CoreError::Refused(kind, _, _)) => assert_eq!(kind, Refusal::WouldStrand),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn migrating_burstable_onto_a_full_hart_whose_line_is_not_held_yet_is_try_again() {
+    let t = Topology::uniform(2, 1, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "b", 1, Class::Burstable);
+    place_not_entered(&t, &mut l, &spec("g", 1, Class::Guaranteed));
+    assert_eq!(l.vcpu(&key("g", 0)).unwrap().hart, 1);
+    match plan_migrate(&t, &l, &key("b", 0), 1) {
+        Err(CoreError::Refused(kind, _, _)) => assert_eq!(kind, Refusal::TryAgain),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn vcpus_pushed_outside_their_harts_go_back_once_one_is_online() {
+    let (mut t, mut l) = offline_under_burstable(&[0]);
+    let (moves, _) = plan_evacuate(&t, &l, 0, true).unwrap();
+    apply_moves(&mut l, &moves, 0).unwrap();
+    assert!(plan_restore(&t, &l).is_empty(), "hart 0 is still offline");
+    t.set_online(0, true);
+    let back = plan_restore(&t, &l);
+    assert_eq!(
+        back,
+        [Move {
+            key: key("b", 0),
+            from: 2,
+            to: 0,
+            backing: Backing::VsFile,
+        }]
+    );
+}
+
+#[test]
+fn draining_refuses_naming_the_guaranteed_vcpu_without_a_free_file() {
+    let t = Topology::uniform(2, 1, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "g", 2, Class::Guaranteed);
+    match plan_evacuate(&t, &l, 0, false) {
+        Err(CoreError::Refused(Refusal::WouldStrand, msg, _)) => assert!(
+            msg.contains("guaranteed vm g vcpu 0 has no free VS-file on another hart"),
+            "{msg}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_line_a_stopped_vm_still_holds_is_not_promised_to_a_waiter() {
+    let t = Topology::uniform(1, 2, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "g", 1, Class::Guaranteed);
+    place(&t, &mut l, "f", 1, Class::Guaranteed);
+    place(&t, &mut l, "w", 1, Class::Burstable);
+    assert_eq!(l.vcpu(&key("w", 0)).unwrap().backing, Backing::Mrif);
+    // f's HWACCEL entry failed: its VMM stopped it, and KVM keeps its line.
+    l.set_failed(&id("f"));
+    assert!(plan_promotions(&t, &l, 0, 0).is_empty());
+}
+
+/// One guaranteed vCPU pinned to each hart, all entered.
+fn one_pinned_per_hart(t: &Topology, l: &mut Ledger) {
+    for h in 0..t.len() as HartId {
+        let s = spec(&format!("a{h}"), 1, Class::Guaranteed).with_harts(&[h]);
+        place_spec(t, l, &s);
+    }
+}
+
+#[test]
+fn promotions_never_give_one_free_file_to_two_waiters() {
+    let t = Topology::uniform(4, 1, 1);
+    let mut l = Ledger::new(&t);
+    one_pinned_per_hart(&t, &mut l);
+    place(&t, &mut l, "w1", 1, Class::Burstable);
+    place_spec(
+        &t,
+        &mut l,
+        &spec("w2", 1, Class::Burstable).with_harts(&[1, 2]),
+    );
+    assert_eq!(l.vcpu(&key("w1", 0)).unwrap().hart, 0);
+    assert_eq!(l.vcpu(&key("w2", 0)).unwrap().hart, 1);
+    l.remove(&id("a2")).unwrap();
+    l.remove(&id("a3")).unwrap();
+    let moves = plan_promotions(&t, &l, 0, 0);
+    let to: Vec<(&str, HartId)> = moves.iter().map(|m| (m.key.vm.as_str(), m.to)).collect();
+    assert_eq!(to, [("w1", 2)], "w2 may not use hart 3");
+}
+
+#[test]
+fn promotions_move_a_waiter_to_its_own_numa_node_first() {
+    let t = Topology::uniform(4, 1, 2);
+    let mut l = Ledger::new(&t);
+    one_pinned_per_hart(&t, &mut l);
+    place(&t, &mut l, "w", 1, Class::Burstable);
+    assert_eq!(l.vcpu(&key("w", 0)).unwrap().hart, 0);
+    l.remove(&id("a1")).unwrap();
+    l.remove(&id("a2")).unwrap();
+    let moves = plan_promotions(&t, &l, 0, 0);
+    assert_eq!(moves.len(), 1);
+    assert_eq!(moves[0].to, 1, "hart 2 is on the other node");
+}
+
+#[test]
+fn replan_all_gives_files_to_higher_priority_burstable_first() {
+    let t = Topology::uniform(1, 1, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "lo", 1, Class::Burstable);
+    place_spec(
+        &t,
+        &mut l,
+        &spec("hi", 1, Class::Burstable).with_priority(5),
+    );
+    assert_eq!(l.vcpu(&key("hi", 0)).unwrap().backing, Backing::Mrif);
+    let (fresh, unplaced) = replan_all(&t, &l);
+    assert!(unplaced.is_empty());
+    assert_eq!(fresh.vcpu(&key("hi", 0)).unwrap().backing, Backing::VsFile);
+    assert_eq!(fresh.vcpu(&key("lo", 0)).unwrap().backing, Backing::Mrif);
+}
+
+#[test]
+fn applied_moves_stamp_only_the_vcpus_that_changed_hart() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    let p = place(&t, &mut l, "b", 2, Class::Burstable);
+    assert_eq!(harts(&p), [0, 1]);
+    let m = |vcpu, from, to| Move {
+        key: key("b", vcpu),
+        from,
+        to,
+        backing: Backing::VsFile,
+    };
+    apply_moves(&mut l, &[m(0, 0, 1), m(1, 1, 1)], 7).unwrap();
+    assert_eq!(l.vcpu(&key("b", 0)).unwrap().moved_at, Some(7));
+    assert_eq!(l.vcpu(&key("b", 1)).unwrap().moved_at, None, "stayed");
+}
+
+#[test]
+fn a_burstable_vcpu_is_not_sent_to_wait_on_a_hart_whose_lines_are_over_reserved() {
+    let t = Topology::uniform(4, 1, 1);
+    let mut l = Ledger::new(&t);
+    place_spec(
+        &t,
+        &mut l,
+        &spec("a", 1, Class::Burstable).with_harts(&[0, 3]),
+    );
+    place_spec(
+        &t,
+        &mut l,
+        &spec("g", 1, Class::Guaranteed).with_harts(&[1]),
+    );
+    place_spec(
+        &t,
+        &mut l,
+        &spec("b", 1, Class::Burstable).with_harts(&[0, 2]),
+    );
+    place_spec(&t, &mut l, &spec("w", 1, Class::Burstable).with_harts(&[0]));
+    assert_eq!(l.vcpu(&key("b", 0)).unwrap().hart, 2);
+    // a moves to hart 3 and still holds hart 0's line; w, waiting on hart 0,
+    // is promoted there in place (KVM gives it the line once a leaves).
+    let m = plan_migrate(&t, &l, &key("a", 0), 3).unwrap();
+    apply_moves(&mut l, &[m], 0).unwrap();
+    let p = plan_promotions(&t, &l, 0, 0);
+    apply_moves(&mut l, &p, 0).unwrap();
+    assert!(!l.settled(&t, 0), "w's line is still a's");
+    match plan_evacuate(&t, &l, 2, false) {
+        Err(CoreError::Refused(kind, _, _)) => assert_eq!(kind, Refusal::WouldStrand),
+        other => panic!("{other:?}"),
+    }
+}

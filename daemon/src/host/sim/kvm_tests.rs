@@ -195,3 +195,115 @@ fn linux_never_takes_its_last_online_cpu_down() {
     // Taking an offline CPU down again is not the last one going.
     k.set_cpu_online(1, false).unwrap();
 }
+
+#[test]
+fn an_offline_or_missing_cpu_is_not_online() {
+    let mut k = SimKvm::new([2, 2]);
+    k.set_cpu_online(1, false).unwrap();
+    assert!(k.is_online(0));
+    assert!(!k.is_online(1));
+    assert!(!k.is_online(2));
+}
+
+#[test]
+fn a_vm_is_stopped_only_once_an_entry_failed() {
+    let mut k = SimKvm::new([1]);
+    let a = k.create_vm(AiaMode::Hwaccel, 1).unwrap();
+    let b = k.create_vm(AiaMode::Hwaccel, 1).unwrap();
+    k.enter(a, 0).unwrap();
+    assert!(!k.is_stopped(a), "entered on a VS-file");
+    assert!(!k.is_stopped(b), "never entered");
+    assert_eq!(k.enter(b, 0).unwrap(), Some(Entry::Failed { cpu: 0 }));
+    assert!(k.is_stopped(b));
+    assert!(!k.is_stopped(a));
+}
+
+#[test]
+fn reshape_to_fewer_lines_drops_only_the_lines_beyond_the_new_count() {
+    let mut k = SimKvm::new([3]);
+    let vm = k.create_vm(AiaMode::Auto, 3).unwrap();
+    for i in 0..3 {
+        k.enter(vm, i).unwrap();
+    }
+    k.reshape(&[2]);
+    assert_eq!(k.used_lines(0), 2);
+    assert_eq!(k.held_line(vm, 0).unwrap(), Some((0, 1)));
+    assert_eq!(k.held_line(vm, 1).unwrap(), Some((0, 2)));
+    assert_eq!(k.held_line(vm, 2).unwrap(), None, "its line is gone");
+    // The freed vCPU finds no line left at its next entry.
+    assert_eq!(k.enter(vm, 2).unwrap(), Some(Entry::SwFile { cpu: 0 }));
+}
+
+#[test]
+fn reshape_adds_new_cpus_online_and_empty() {
+    let mut k = SimKvm::new([1]);
+    let vm = k.create_vm(AiaMode::Auto, 1).unwrap();
+    k.reshape(&[1, 2]);
+    k.set_affinity(vm, 0, &[1]).unwrap();
+    assert!(k.is_online(1));
+    assert_eq!(
+        k.enter(vm, 0).unwrap(),
+        Some(Entry::VsFile { cpu: 1, line: 1 })
+    );
+}
+
+#[test]
+fn reshape_drops_a_removed_cpu_from_lines_and_affinities() {
+    let mut k = SimKvm::new([2, 2, 2]);
+    let vm = k.create_vm(AiaMode::Auto, 2).unwrap();
+    k.set_affinity(vm, 0, &[2]).unwrap();
+    k.enter(vm, 0).unwrap();
+    k.set_affinity(vm, 0, &[1, 2]).unwrap();
+    k.set_affinity(vm, 1, &[2]).unwrap();
+    k.reshape(&[2, 2]);
+    assert_eq!(k.held_line(vm, 0).unwrap(), None, "cpu 2 is gone");
+    // Left with cpu 1 only, though it last ran on cpu 2.
+    assert_eq!(
+        k.enter(vm, 0).unwrap(),
+        Some(Entry::VsFile { cpu: 1, line: 1 })
+    );
+    // Left with no cpu at all: it may run anywhere.
+    assert_eq!(
+        k.enter(vm, 1).unwrap(),
+        Some(Entry::VsFile { cpu: 0, line: 1 })
+    );
+}
+
+#[test]
+fn reshape_keeps_a_thread_on_the_cpu_it_last_ran_on() {
+    let mut k = SimKvm::new([2, 2]);
+    let vm = k.create_vm(AiaMode::Auto, 1).unwrap();
+    k.set_affinity(vm, 0, &[1]).unwrap();
+    k.enter(vm, 0).unwrap();
+    k.set_affinity(vm, 0, &[0, 1]).unwrap();
+    k.reshape(&[2, 2]);
+    assert_eq!(
+        k.enter(vm, 0).unwrap(),
+        Some(Entry::VsFile { cpu: 1, line: 1 }),
+        "sticky: no move, no new line"
+    );
+}
+
+#[test]
+fn last_entry_is_what_the_latest_entry_ended_in() {
+    let mut k = SimKvm::new([1]);
+    let vm = k.create_vm(AiaMode::Auto, 2).unwrap();
+    assert_eq!(k.last_entry(vm, 0).unwrap(), None, "never entered");
+    k.enter(vm, 0).unwrap();
+    k.enter(vm, 1).unwrap();
+    assert_eq!(
+        k.last_entry(vm, 0).unwrap(),
+        Some(Entry::VsFile { cpu: 0, line: 1 })
+    );
+    assert_eq!(k.last_entry(vm, 1).unwrap(), Some(Entry::SwFile { cpu: 0 }));
+}
+
+#[test]
+fn vm_handles_lists_the_live_vms_with_their_vcpu_counts() {
+    let mut k = SimKvm::new([1]);
+    let a = k.create_vm(AiaMode::Auto, 2).unwrap();
+    let b = k.create_vm(AiaMode::Emul, 3).unwrap();
+    let c = k.create_vm(AiaMode::Auto, 1).unwrap();
+    k.destroy_vm(b).unwrap();
+    assert_eq!(k.vm_handles().collect::<Vec<_>>(), [(a, 2), (c, 1)]);
+}
