@@ -20,7 +20,6 @@ use crate::core::{AiaMode, Bdf, HartId, Topology, VmId};
 use crate::host::linux::discover::{Discovered, discover};
 use crate::host::linux::irq::{self, Outcome, RealFs, Steering};
 use crate::host::linux::kprobes::{self, Allocations, Event, ProbeError, Probes};
-use crate::host::linux::kvmstats::TrapWatch;
 use crate::host::linux::{affinity, cpulist, threads};
 use crate::host::{Drift, Host, HostError, IrqFailure, Observed, Restored};
 use crate::repeats::{Repeats, suffix};
@@ -85,9 +84,6 @@ pub struct LinuxHost {
     /// Failures repeated every tick are counted, not printed each time.
     repeats: Repeats,
     observer: Option<Observer>,
-    /// Without the observer: which attached vCPUs trapped lately.
-    traps: TrapWatch,
-    trapping: HashMap<VmId, Vec<Option<bool>>>,
 }
 
 /// KVM's allocations as the kprobes show them, fed by a thread reading
@@ -169,8 +165,6 @@ impl LinuxHost {
             kick: config.kick,
             repeats: Repeats::default(),
             observer,
-            traps: TrapWatch::default(),
-            trapping: HashMap::new(),
             steering: Steering::new(config.root.clone(), Box::new(RealFs)),
             irq_failures: Vec::new(),
             clock: Clock::start(),
@@ -329,14 +323,6 @@ impl Host for LinuxHost {
     fn settle(&mut self) {
         if let Some(o) = &mut self.observer {
             o.drain();
-            return;
-        }
-        let debugfs = self.root.join("sys/kernel/debug/kvm");
-        for (id, v) in &self.vms {
-            if let Some(m) = &v.vmm {
-                let seen = self.traps.sample(&debugfs, m.pid, v.harts.len());
-                self.trapping.insert(id.clone(), seen);
-            }
         }
     }
 
@@ -349,21 +335,11 @@ impl Host for LinuxHost {
         let Some(m) = &v.vmm else {
             return vec![Observed::Unknown; v.harts.len()];
         };
+        // Without the kprobes nothing shows a vCPU's backing: RISC-V KVM has
+        // no per-vCPU debugfs (only per-VM sums; tests/riscv-kvm/measure),
+        // and only the VMM may read a vCPU's binary stats.
         let Some(o) = &self.observer else {
-            // Trapping on its interrupt file: on MRIF. Otherwise unknown.
-            let seen = self.trapping.get(vm);
-            return (0..v.harts.len())
-                .map(|i| {
-                    match (
-                        seen.and_then(|s| s.get(i).copied().flatten()),
-                        m.tids.get(i).copied().flatten(),
-                    ) {
-                        (Some(true), Some(tid)) => threads::last_cpu(&self.proc_root, m.pid, tid)
-                            .map_or(Observed::Unknown, |hart| Observed::Mrif { hart }),
-                        _ => Observed::Unknown,
-                    }
-                })
-                .collect();
+            return vec![Observed::Unknown; v.harts.len()];
         };
         m.tids
             .iter()

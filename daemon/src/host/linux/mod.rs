@@ -9,7 +9,6 @@ pub mod discover;
 pub mod host;
 pub mod irq;
 pub mod kprobes;
-pub mod kvmstats;
 pub mod threads;
 
 pub use host::{DriftPolicy, LinuxConfig, LinuxHost};
