@@ -324,11 +324,11 @@ impl Decider<'_> {
             }
         }
         // An AUTO vCPU left on MRIF where KVM still has a free line simply
-        // has not entered since; only where KVM gave every line away
-        // (counting the unexpected ones, not yet recorded) did it lose out.
+        // has not entered since; only where KVM gave every line away did it
+        // lose out. (No unexpected line is on its hart: it would have been
+        // paired with it above.)
         for (key, hart) in no_file {
-            let taken = unexpected.iter().filter(|u| u.1 == hart).count() as u32;
-            if self.ledger().load(hart).held + taken >= self.cap(hart) {
+            if self.ledger().load(hart).held >= self.cap(hart) {
                 self.decide(Change::LeftOnMrif { key, hart });
             }
         }
