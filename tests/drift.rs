@@ -85,6 +85,32 @@ fn wait_for_drift_count(d: &Daemon, n: u32) {
     );
 }
 
+/// When someone else moves a thread again after ifad pinned it back.
+#[derive(Clone, Copy, PartialEq)]
+enum NextMove {
+    /// Later: whole ticks see it in place first.
+    AfterTicksSawItBack,
+    /// At once, before any tick saw it back.
+    AtOnce,
+}
+
+impl Attached {
+    /// Someone else moves `tid` off `hart` three times; each time ifad pins
+    /// it back and counts the drift.
+    fn drift_and_repin_three_times(&self, tid: u64, hart: usize, next: NextMove) {
+        for n in 1..=3 {
+            set_affinity(tid, &BOTH);
+            wait_until(&format!("re-pin {n} of vCPU 0"), WAIT_TIMEOUT, || {
+                affinity(tid) == [hart]
+            });
+            wait_for_drift_count(&self.d, n);
+            if next == NextMove::AfterTicksSawItBack {
+                self.ticks(2);
+            }
+        }
+    }
+}
+
 fn lines_with(d: &Daemon, text: &str) -> usize {
     d.log().lines().filter(|l| l.contains(text)).count()
 }
@@ -94,16 +120,7 @@ fn a_drifting_thread_is_pinned_back_three_times_then_left() {
     let a = attached(&[]);
     let (d, vcpus) = (&a.d, &a.vcpus);
     let (tid, hart) = vcpus[0];
-    for n in 1..=3 {
-        set_affinity(tid, &BOTH);
-        wait_until(&format!("re-pin {n} of vCPU 0"), WAIT_TIMEOUT, || {
-            affinity(tid) == [hart]
-        });
-        wait_for_drift_count(d, n);
-        // Someone else moving it again later, not at once: a whole tick
-        // sees it in place first (the test below moves it at once).
-        a.ticks(2);
-    }
+    a.drift_and_repin_three_times(tid, hart, NextMove::AfterTicksSawItBack);
     assert_eq!(lines_with(d, "pinned it back"), 3, "{}", d.log());
 
     // The fourth time ifad reports it and stops fighting.
@@ -153,13 +170,7 @@ fn a_drift_right_after_the_last_re_pin_is_still_reported() {
     let a = attached(&[]);
     let (d, vcpus) = (&a.d, &a.vcpus);
     let (tid, hart) = vcpus[0];
-    for n in 1..=3 {
-        set_affinity(tid, &BOTH);
-        wait_until(&format!("re-pin {n} of vCPU 0"), WAIT_TIMEOUT, || {
-            affinity(tid) == [hart]
-        });
-        wait_for_drift_count(d, n);
-    }
+    a.drift_and_repin_three_times(tid, hart, NextMove::AtOnce);
     set_affinity(tid, &BOTH);
     a.ticks(2);
     assert_eq!(metric(d, "ifad_drift_detected_total"), 4.0, "{}", d.log());
