@@ -309,7 +309,8 @@ fn with_a_full_hart_nothing_moves_but_the_demoted() {
 #[test]
 fn landing_harts_never_take_lines_promised_to_a_pending_vm() {
     // g1 is pending on lines a still holds; a landing hart must not be one
-    // of g1's, or a demoted vCPU would race g1 for them.
+    // of g1's, or a demoted vCPU would race g1 for them. Hart 3's lines
+    // are all free in KVM (settled) but one is g1's: it is no landing hart.
     let t = Topology::uniform(4, 2, 1);
     let mut l = Ledger::new(&t);
     place(&t, &mut l, &spec("a", 4, Class::Burstable));
@@ -318,11 +319,45 @@ fn landing_harts_never_take_lines_promised_to_a_pending_vm() {
     assert!(p1.pending());
     apply_placement(&mut l, &g1, &p1, 0).unwrap();
     let promised = l.promised_to_pending();
+    assert!(
+        promised[3] && l.settled(&t, 3) && !promised[0] && l.settled(&t, 0),
+        "the setup this test needs: {promised:?}"
+    );
+    let all: Vec<HartId> = (0..4).collect();
+    let free: Vec<u32> = all.iter().map(|&h| l.free(&t, h)).collect();
+    assert_eq!(super::landing_candidates(&t, &l, &all, &free), vec![0]);
     if let Ok(p2) = plan_place(&t, &l, &spec("g2", 1, Class::Guaranteed)) {
         for m in p2.demotions.iter().chain(&p2.rehomes) {
             assert!(!promised[m.to as usize], "{m:?} lands beside g1's lines");
         }
     }
+}
+
+/// The most vCPU threads on a hart where a vCPU waits on MRIF.
+fn crowding(l: &Ledger) -> u32 {
+    l.vms()
+        .flat_map(|vm| vm.vcpus.iter())
+        .filter(|v| v.backing == Backing::Mrif)
+        .map(|v| l.load(v.hart).vcpus)
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn when_every_plan_crowds_a_hart_the_least_crowded_is_taken() {
+    // 16 burstable vCPUs hold all 10 lines of 5 harts; g needs 5. 21
+    // threads on 5 harts balance at 5, and every plan waits the demoted
+    // beside more than 6: the first plan tried piles 13 threads on one
+    // hart, the least crowded one 8.
+    let t = Topology::uniform(5, 2, 1);
+    let mut l = Ledger::new(&t);
+    for (vm, n) in [("b0", 6), ("b1", 5), ("b2", 5)] {
+        place(&t, &mut l, &spec(vm, n, Class::Burstable));
+    }
+    let g = spec("g", 5, Class::Guaranteed);
+    let p = plan_place(&t, &l, &g).unwrap();
+    apply_placement(&mut l, &g, &p, 0).unwrap();
+    assert_eq!(crowding(&l), 8, "{p:#?}");
 }
 
 /// Harts a VM may use: all, or a non-empty subset of `harts`.
