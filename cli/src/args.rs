@@ -114,6 +114,11 @@ pub struct PlaceArgs {
     pub harts: Option<HartList>,
     #[command(flatten)]
     pub guest_imsic: GuestImsicArgs,
+    /// Expected interrupts per second on each vCPU, a hint for before ifad
+    /// has measured anything (0..=10000000). ifad stores and shows it; its
+    /// policy does not use it yet.
+    #[arg(long, value_name = "N", value_parser = parse_irq_rate)]
+    pub irq_rate: Option<f64>,
 }
 
 /// Where the VMM puts the guest IMSIC pages; without any of these ifad
@@ -186,6 +191,18 @@ impl GuestImsicArgs {
         Ok(Some(v1::GuestImsicLayout {
             layout: Some(layout),
         }))
+    }
+}
+
+/// An interrupt rate per second: finite, 0 up to the API's maximum, so a
+/// bad one is refused as a bad flag before anything is sent.
+pub fn parse_irq_rate(raw: &str) -> Result<f64, String> {
+    let max = ifa_api::MAX_EXPECTED_IRQ_RATE;
+    match raw.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && (0.0..=max).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "{raw:?} is not an interrupt rate (a number of interrupts per second, 0 to {max})"
+        )),
     }
 }
 

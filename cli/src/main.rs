@@ -44,6 +44,9 @@ fn place_request(p: PlaceArgs) -> Result<v1::PlaceRequest, Failure> {
         priority: p.priority,
         harts: p.harts.map(|h| h.0).unwrap_or_default(),
         guest_imsic,
+        expected_irq_rate: p.irq_rate.map(|rate| v1::ExpectedIrqRate {
+            rates: Some(v1::expected_irq_rate::Rates::EachVcpu(rate)),
+        }),
     })
 }
 

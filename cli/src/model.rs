@@ -158,6 +158,8 @@ pub struct Vcpu {
     pub vsfile_hpa: Option<String>,
     /// The VMM thread running it, once attached.
     pub tid: Option<u32>,
+    /// Interrupts per second hinted at placement; null: no hint.
+    pub expected_irq_rate: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -264,6 +266,7 @@ impl From<v1::Vcpu> for Vcpu {
             guest_imsic_gpa: v.guest_imsic_gpa.map(hex),
             vsfile_hpa: (v.vsfile_hpa != 0).then(|| hex(v.vsfile_hpa)),
             tid: (v.tid != 0).then_some(v.tid),
+            expected_irq_rate: v.expected_irq_rate,
         }
     }
 }

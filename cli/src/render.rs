@@ -164,6 +164,7 @@ fn vcpus(vcpus: &[Vcpu]) -> String {
         "GUEST IMSIC GPA",
         "VS-FILE HPA",
         "TID",
+        "IRQ/S HINT",
     ];
     table(
         header,
@@ -178,6 +179,7 @@ fn vcpus(vcpus: &[Vcpu]) -> String {
                     .unwrap_or_else(|| "unknown".into()),
                 hpa(v),
                 v.tid.map_or("-".into(), |t| t.to_string()),
+                v.expected_irq_rate.map_or("-".into(), |r| r.to_string()),
             ]
         }),
     )
@@ -278,6 +280,7 @@ mod tests {
                     guest_imsic_gpa: Some("0x28000000".into()),
                     vsfile_hpa: Some("0x28019000".into()),
                     tid: Some(4242),
+                    expected_irq_rate: Some(2500.0),
                 },
                 Vcpu {
                     vcpu: 1,
@@ -288,6 +291,7 @@ mod tests {
                     guest_imsic_gpa: None,
                     vsfile_hpa: None,
                     tid: None,
+                    expected_irq_rate: None,
                 },
             ],
         };
@@ -302,12 +306,12 @@ mod tests {
             "web-1  burstable  auto      ready  2      1       1     -"
         );
         let out = super::vm(&vm);
-        assert!(out.contains("VS-FILE HPA  TID"), "{out}");
-        assert!(out.contains("0x28019000   4242"), "{out}");
+        assert!(out.contains("VS-FILE HPA  TID   IRQ/S HINT"), "{out}");
+        assert!(out.contains("0x28019000   4242  2500"), "{out}");
         assert!(out.contains("DEVICES      -"), "{out}");
         assert!(out.contains("GUEST IMSIC  unknown"), "{out}");
         assert!(
-            out.contains("1     12    mrif     -     unknown          -            -"),
+            out.contains("1     12    mrif     -     unknown          -            -     -"),
             "{out}"
         );
     }

@@ -13,6 +13,10 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/server/ifa.v1.rs"));
 }
 
+/// The largest expected interrupt rate a placement may hint, per vCPU per
+/// second (`PlaceRequest.expected_irq_rate`; why this bound: the proto).
+pub const MAX_EXPECTED_IRQ_RATE: f64 = 10_000_000.0;
+
 /// The encoded `FileDescriptorSet` of ifa.v1, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/ifa_descriptor.bin"));

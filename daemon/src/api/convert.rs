@@ -3,7 +3,7 @@
 use ifa_api::v1;
 
 use crate::core::imsic_layout::GuestMsiGeometry;
-use crate::core::{AiaMode, Backing, Class, CoreError, GuestImsicLayout};
+use crate::core::{AiaMode, Backing, Class, CoreError, GuestImsicLayout, IrqRate, IrqRateHint};
 use crate::engine::events::{Event, EventKind};
 use crate::engine::{
     HartView, MoveOutcome, MoveView, PlaceOutcome, StatusView, VcpuView, VmState, VmView,
@@ -60,7 +60,19 @@ fn vcpu_to_proto(v: VcpuView) -> v1::Vcpu {
         is_mrif: v.backing == Backing::Mrif,
         vsfile_line: v.line.map_or(0, u32::from),
         tid: v.tid.unwrap_or(0),
+        expected_irq_rate: v.expected_irq_rate.map(IrqRate::per_second),
     }
+}
+
+/// A request's interrupt-rate hint, unchecked: `IrqRateHint::per_vcpu`
+/// checks it against the VM. `None`: the request gave none (or an empty
+/// oneof).
+pub fn irq_rate_hint_from_proto(h: Option<v1::ExpectedIrqRate>) -> Option<IrqRateHint> {
+    use v1::expected_irq_rate::Rates;
+    Some(match h?.rates? {
+        Rates::EachVcpu(rate) => IrqRateHint::EachVcpu(rate),
+        Rates::PerVcpu(p) => IrqRateHint::PerVcpu(p.rates),
+    })
 }
 
 /// A request's layout, checked for type only: `PlaceSpec` validates it

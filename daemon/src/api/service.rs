@@ -11,13 +11,13 @@ use tokio_stream::wrappers::{BroadcastStream, WatchStream};
 use tokio_stream::{Stream, StreamExt};
 
 use crate::api::convert::{
-    class_from_proto, event_to_proto, hart_to_proto, layout_from_proto, migrate_to_proto,
-    move_to_proto, place_to_proto, status_to_proto, vm_to_proto,
+    class_from_proto, event_to_proto, hart_to_proto, irq_rate_hint_from_proto, layout_from_proto,
+    migrate_to_proto, move_to_proto, place_to_proto, status_to_proto, vm_to_proto,
 };
 use crate::api::status::{Failure, core_status, invalid_argument};
 use crate::clock::Clock;
 use crate::core::request::PlaceSpec;
-use crate::core::{VcpuKey, VmId};
+use crate::core::{IrqRate, VcpuKey, VmId};
 use crate::engine::actor::EngineHandle;
 
 /// ifa.v1.Allocator. Validation happens here, before anything reaches the
@@ -66,15 +66,25 @@ impl AllocatorService {
     }
 }
 
-fn place_spec(r: v1::PlaceRequest) -> Result<PlaceSpec, Status> {
+/// A placement request, checked: the spec and, if the request hinted
+/// interrupt rates, one rate per vCPU.
+type CheckedPlace = (PlaceSpec, Option<Vec<IrqRate>>);
+
+fn place_spec(mut r: v1::PlaceRequest) -> Result<CheckedPlace, Status> {
+    let hint = irq_rate_hint_from_proto(r.expected_irq_rate.take());
     let spec = PlaceSpec::parse(&r.vm, r.vcpus, class_from_proto(r.class), &r.devices)
         .map_err(core_status)?
         .with_priority(r.priority)
         .with_harts(&r.harts);
-    match layout_from_proto(r.guest_imsic).map_err(core_status)? {
-        Some(layout) => spec.with_guest_imsic(layout).map_err(core_status),
-        None => Ok(spec),
-    }
+    let spec = match layout_from_proto(r.guest_imsic).map_err(core_status)? {
+        Some(layout) => spec.with_guest_imsic(layout).map_err(core_status)?,
+        None => spec,
+    };
+    let rates = hint
+        .map(|h| h.per_vcpu(spec.vcpus))
+        .transpose()
+        .map_err(core_status)?;
+    Ok((spec, rates))
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send>>;
@@ -145,9 +155,12 @@ impl Allocator for AllocatorService {
         req: Request<v1::PlaceRequest>,
     ) -> Result<Response<v1::PlaceResponse>, Status> {
         self.may_change()?;
-        let spec = place_spec(req.into_inner())?;
+        let (spec, rates) = place_spec(req.into_inner())?;
         let now = self.now();
-        let out = self.engine.call(move |e| e.place(spec, now)).await??;
+        let out = self
+            .engine
+            .call(move |e| e.place_hinted(spec, rates, now))
+            .await??;
         Ok(Response::new(place_to_proto(out)))
     }
 
@@ -155,10 +168,10 @@ impl Allocator for AllocatorService {
         &self,
         req: Request<v1::PlaceRequest>,
     ) -> Result<Response<v1::PlaceResponse>, Status> {
-        let spec = place_spec(req.into_inner())?;
+        let (spec, rates) = place_spec(req.into_inner())?;
         let out = self
             .engine
-            .call(move |e| e.advise(spec))
+            .call(move |e| e.advise_hinted(spec, rates))
             .await?
             .map_err(core_status)?;
         Ok(Response::new(place_to_proto(out)))

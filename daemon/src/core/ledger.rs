@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::core::request::PlaceSpec;
 use crate::core::{
-    Backing, Bdf, Class, CoreError, GuestImsicLayout, HartId, Topology, VcpuKey, VmId,
+    Backing, Bdf, Class, CoreError, GuestImsicLayout, HartId, IrqRate, Topology, VcpuKey, VmId,
 };
 
 /// Milliseconds of the engine's monotonic clock.
@@ -30,6 +30,11 @@ pub struct VcpuRecord {
     pub moved_at: Option<Millis>,
     /// Since when it has waited on MRIF (promotion order).
     pub waiting_since: Millis,
+    /// Interrupts per second the placement hinted for it; `None`: no hint
+    /// (also in state files written before hints existed). Kept and shown
+    /// only: policy does not read it yet (issue 14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_irq_rate: Option<IrqRate>,
 }
 
 impl VcpuRecord {
@@ -152,6 +157,30 @@ impl Ledger {
     /// VMs in placement order.
     pub fn vms(&self) -> impl Iterator<Item = &VmRecord> {
         self.vms.values()
+    }
+
+    /// Records the placement's interrupt-rate hint, one rate per vCPU in
+    /// vCPU order. Touches no count or order: policy does not weigh hints.
+    pub fn set_expected_irq_rates(
+        &mut self,
+        id: &VmId,
+        rates: &[IrqRate],
+    ) -> Result<(), CoreError> {
+        let vm = self
+            .ids
+            .get(id)
+            .and_then(|s| self.vms.get_mut(s))
+            .ok_or_else(|| CoreError::VmNotFound(id.clone()))?;
+        if rates.len() != vm.vcpus.len() {
+            return Err(CoreError::invalid(
+                "expected_irq_rate",
+                format!("{} rates for {} vCPUs", rates.len(), vm.vcpus.len()),
+            ));
+        }
+        for (vcpu, &rate) in vm.vcpus.iter_mut().zip(rates) {
+            vcpu.expected_irq_rate = Some(rate);
+        }
+        Ok(())
     }
 
     pub fn vm_count(&self) -> usize {
@@ -281,6 +310,7 @@ impl Ledger {
                 held_on: None,
                 moved_at: None,
                 waiting_since: now,
+                expected_irq_rate: None,
             })
             .collect();
         for dev in &spec.devices {

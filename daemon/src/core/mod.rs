@@ -4,6 +4,7 @@
 pub mod bdf;
 pub mod error;
 pub mod imsic_layout;
+pub mod irq_rate;
 pub mod ledger;
 pub mod model;
 pub mod policy;
@@ -18,6 +19,7 @@ pub mod vm_id;
 pub use bdf::Bdf;
 pub use error::{CoreError, Facts, Refusal};
 pub use imsic_layout::GuestImsicLayout;
+pub use irq_rate::{IrqRate, IrqRateHint};
 pub use ledger::Ledger;
 pub use model::{AiaMode, Backing, Class, HartId, VcpuKey};
 pub use reconcile::Observed;

@@ -86,7 +86,9 @@ impl Engine {
         {
             warn!(vm = %vm.id, "the host changed while ifad was down: placing it again");
             let id = vm.id.clone();
-            match self.place(self.spec_of(vm), now) {
+            // Placed again, it keeps the hint it was first placed with.
+            let rates = vm.vcpus.iter().map(|v| v.expected_irq_rate).collect();
+            match self.place_hinted(self.spec_of(vm), rates, now) {
                 Ok(_) => {
                     report.replaced += 1;
                     if let Some(&pid) = found.vmm.get(&id)

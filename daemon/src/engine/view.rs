@@ -5,7 +5,7 @@ use crate::core::ledger::VmRecord;
 use crate::core::policy::{Move, Placement};
 use crate::core::request::PlaceSpec;
 use crate::core::topology::ImsicGeometry;
-use crate::core::{AiaMode, Backing, Class, GuestImsicLayout, HartId, Ledger, Topology};
+use crate::core::{AiaMode, Backing, Class, GuestImsicLayout, HartId, IrqRate, Ledger, Topology};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusView {
@@ -96,6 +96,8 @@ pub struct VcpuView {
     pub vsfile_hpa: u64,
     /// The VMM's thread running this vCPU, once attached.
     pub tid: Option<u32>,
+    /// Interrupts per second hinted at placement; `None`: no hint.
+    pub expected_irq_rate: Option<IrqRate>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +193,7 @@ impl VmView {
                     ),
                     vsfile_hpa: hpa,
                     tid: tids.get(i).copied().flatten(),
+                    expected_irq_rate: v.expected_irq_rate,
                 }
             })
             .collect();
@@ -212,6 +215,14 @@ impl VmView {
             guest_imsic: record.guest_imsic.clone(),
             guest_msi: guest_msi(record.guest_imsic.as_ref(), record.vcpus.len()),
         }
+    }
+
+    /// The same view with each vCPU's hinted rate (`None`: no hint).
+    pub fn with_expected_irq_rates(mut self, rates: Option<&[IrqRate]>) -> Self {
+        for (vcpu, &rate) in self.vcpus.iter_mut().zip(rates.unwrap_or_default()) {
+            vcpu.expected_irq_rate = Some(rate);
+        }
+        self
     }
 
     /// What a placement would look like; lines are unknown until KVM runs it.
@@ -240,6 +251,7 @@ impl VmView {
                     ),
                     vsfile_hpa: 0,
                     tid: None,
+                    expected_irq_rate: None,
                 })
                 .collect(),
             guest_imsic: spec.guest_imsic.clone(),
