@@ -128,3 +128,71 @@ fn a_layout_survives_save_and_restore() {
     let (back, _) = Ledger::restore(&t, saved);
     assert_eq!(back.vm(&id("q")).unwrap().guest_imsic, Some(layout));
 }
+
+#[test]
+fn a_record_saved_before_hints_existed_loads_without_one() {
+    // A VmRecord exactly as ifad wrote it before interrupt-rate hints.
+    let old = r#"{"id":"web","class":"burstable","priority":0,"devices":[],
+        "allowed":null,"vcpus":[{"hart":0,"backing":"vsfile","line":1,
+        "held_on":0,"moved_at":null,"waiting_since":0}],"seq":0,
+        "pending":false,"failed":false,"guest_imsic":null}"#;
+    let vm: VmRecord = serde_json::from_str(old).unwrap();
+    assert_eq!(vm.vcpus[0].expected_irq_rate, None);
+    // And a VM without a hint is written as before, so an older ifad still
+    // reads the state file.
+    assert!(
+        !serde_json::to_string(&vm)
+            .unwrap()
+            .contains("expected_irq_rate")
+    );
+}
+
+#[test]
+fn hints_survive_save_and_restore_in_vcpu_order() {
+    let t = Topology::uniform(2, 4, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "h", 3, Class::Burstable, &[]);
+    let rates = crate::core::IrqRateHint::PerVcpu(vec![10.0, 0.0, 2.5e6])
+        .per_vcpu(3)
+        .unwrap();
+    l.set_expected_irq_rates(&id("h"), &rates).unwrap();
+    let json = serde_json::to_string(&l.save()).unwrap();
+    let saved: SavedLedger = serde_json::from_str(&json).unwrap();
+    let (back, _) = Ledger::restore(&t, saved);
+    let got: Vec<Option<f64>> = back
+        .vm(&id("h"))
+        .unwrap()
+        .vcpus
+        .iter()
+        .map(|v| v.expected_irq_rate.map(crate::core::IrqRate::per_second))
+        .collect();
+    assert_eq!(got, [Some(10.0), Some(0.0), Some(2.5e6)]);
+}
+
+#[test]
+fn hints_change_no_count_or_order() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, "b", 4, Class::Burstable, &[]);
+    let before: Vec<_> = (0..2).map(|h| l.load(h)).collect();
+    let victims = l.victims().count();
+    let rates = crate::core::IrqRateHint::EachVcpu(1e5).per_vcpu(4).unwrap();
+    l.set_expected_irq_rates(&id("b"), &rates).unwrap();
+    l.verify(&t).unwrap();
+    assert_eq!((0..2).map(|h| l.load(h)).collect::<Vec<_>>(), before);
+    assert_eq!(l.victims().count(), victims);
+    // A hint for another number of vCPUs is refused, changing nothing.
+    let short = crate::core::IrqRateHint::EachVcpu(1.0).per_vcpu(3).unwrap();
+    assert!(l.set_expected_irq_rates(&id("b"), &short).is_err());
+    assert!(
+        l.vm(&id("b"))
+            .unwrap()
+            .vcpus
+            .iter()
+            .all(|v| v.expected_irq_rate == Some(rates[0]))
+    );
+    assert!(matches!(
+        l.set_expected_irq_rates(&id("nobody"), &rates),
+        Err(CoreError::VmNotFound(_))
+    ));
+}
