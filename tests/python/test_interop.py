@@ -189,6 +189,37 @@ def test_invalid_argument_names_the_field(stub):
     assert RetryInfo not in found
 
 
+def test_per_vcpu_irq_rate_hints_come_back_on_each_vcpu(stub):
+    hint = pb.ExpectedIrqRate(per_vcpu=pb.ExpectedIrqRate.PerVcpu(rates=[0.0, 1500.0, 2.5e6]))
+    placed = stub.Place(pb.PlaceRequest(vm="h", vcpus=3, expected_irq_rate=hint, **GUARANTEED),
+                        timeout=CALL_TIMEOUT_S)
+    assert [v.expected_irq_rate for v in placed.vm.vcpus] == [0.0, 1500.0, 2.5e6]
+    # proto3 optional: a hint of 0 is present, no hint is absent.
+    assert all(v.HasField("expected_irq_rate") for v in placed.vm.vcpus)
+    plain = stub.Place(pb.PlaceRequest(vm="n", vcpus=1, **GUARANTEED), timeout=CALL_TIMEOUT_S)
+    assert not plain.vm.vcpus[0].HasField("expected_irq_rate")
+    got = stub.GetVm(pb.GetVmRequest(vm="h"), timeout=CALL_TIMEOUT_S)
+    assert [v.expected_irq_rate for v in got.vcpus] == [0.0, 1500.0, 2.5e6]
+
+
+@pytest.mark.parametrize("hint, field", [
+    (dict(per_vcpu=pb.ExpectedIrqRate.PerVcpu(rates=[1.0, -2.0])),
+     "expected_irq_rate.per_vcpu.rates"),
+    (dict(per_vcpu=pb.ExpectedIrqRate.PerVcpu(rates=[1.0])), "expected_irq_rate.per_vcpu.rates"),
+    (dict(each_vcpu=float("nan")), "expected_irq_rate.each_vcpu"),
+    (dict(each_vcpu=1e7 + 1), "expected_irq_rate.each_vcpu"),
+])
+def test_a_bad_irq_rate_hint_names_its_field_and_places_nothing(stub, hint, field):
+    request = pb.PlaceRequest(vm="bad", vcpus=2, expected_irq_rate=pb.ExpectedIrqRate(**hint),
+                              **GUARANTEED)
+    code, found = refusal(stub.Place, request)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(found).reason == "INVALID_ARGUMENT"
+    violations = [v for bad in found.get(BadRequest, []) for v in bad.field_violations]
+    assert [v.field for v in violations] == [field], violations
+    assert stub.ListVms(pb.ListVmsRequest(), timeout=CALL_TIMEOUT_S).vms == []
+
+
 def test_unknown_vm_is_not_found(stub):
     code, found = refusal(stub.GetVm, pb.GetVmRequest(vm="ghost"))
     assert code == grpc.StatusCode.NOT_FOUND
