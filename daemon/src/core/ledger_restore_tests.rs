@@ -1,7 +1,7 @@
 use super::*;
 use crate::core::policy::{apply_placement, plan_place};
 use crate::core::request::PlaceSpec;
-use crate::core::{Class, VmId};
+use crate::core::{Class, CoreError, VmId};
 
 fn place(t: &Topology, l: &mut Ledger, vm: &str, n: u32, class: Class, devices: &[&str]) {
     let devices: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
