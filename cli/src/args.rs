@@ -117,7 +117,7 @@ pub struct PlaceArgs {
     /// Expected interrupts per second on each vCPU, a hint for before ifad
     /// has measured anything (0..=10000000). ifad stores and shows it; its
     /// policy does not use it yet.
-    #[arg(long, value_name = "N", value_parser = parse_irq_rate)]
+    #[arg(long, value_name = "N", value_parser = parse_irq_rate, allow_negative_numbers = true)]
     pub irq_rate: Option<f64>,
 }
 
@@ -338,6 +338,22 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(layout(&["--vmm", "kvmtool", "--vmm-sockets", "2"]).is_err());
+    }
+
+    #[test]
+    fn irq_rate_takes_rates_from_zero_to_the_maximum_only() {
+        let rate = |raw: &str| match place(&["--irq-rate", raw]).map(|a| a.command) {
+            Ok(Command::Place(p)) => Ok(p.irq_rate),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(rate("0"), Ok(Some(0.0)));
+        assert_eq!(rate("2500.5"), Ok(Some(2500.5)));
+        assert_eq!(rate("10000000"), Ok(Some(1e7)));
+        for bad in ["-1", "10000000.5", "nan", "inf", "1e400", "many"] {
+            let err = rate(bad).unwrap_err();
+            assert!(err.contains("--irq-rate"), "{bad}: {err}");
+        }
     }
 
     #[test]
