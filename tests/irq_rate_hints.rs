@@ -83,3 +83,33 @@ fn a_bad_rate_is_refused_as_a_bad_flag() {
         .ok();
     assert_eq!(d.json("vms").as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn a_vm_placed_again_after_its_hart_vanished_keeps_its_hint() {
+    let state = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(&[
+        "--simulate=harts=4,files=2",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ]);
+    d.ctl("place --vm b --vcpus 2 --class burstable --harts 2-3 --irq-rate 750")
+        .ok();
+    d.stop();
+    // Hart 3 is gone: b no longer fits as it was and is placed again.
+    let d = Daemon::start(&[
+        "--simulate=harts=3,files=2",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ]);
+    d.wait_for_log("placing it again");
+    let vm = d.json("vm b");
+    assert!(
+        vm["vcpus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["hart"] == 2),
+        "{vm}"
+    );
+    assert_eq!(hints(&vm), [750.0; 2].map(Value::from), "{}", d.log());
+}
