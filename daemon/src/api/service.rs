@@ -17,7 +17,7 @@ use crate::api::convert::{
 use crate::api::status::{Failure, core_status, invalid_argument};
 use crate::clock::Clock;
 use crate::core::request::PlaceSpec;
-use crate::core::{IrqRate, VcpuKey, VmId};
+use crate::core::{VcpuKey, VmId};
 use crate::engine::actor::EngineHandle;
 
 /// ifa.v1.Allocator. Validation happens here, before anything reaches the
@@ -66,11 +66,7 @@ impl AllocatorService {
     }
 }
 
-/// A placement request, checked: the spec and, if the request hinted
-/// interrupt rates, one rate per vCPU.
-type CheckedPlace = (PlaceSpec, Option<Vec<IrqRate>>);
-
-fn place_spec(mut r: v1::PlaceRequest) -> Result<CheckedPlace, Status> {
+fn place_spec(mut r: v1::PlaceRequest) -> Result<PlaceSpec, Status> {
     let hint = irq_rate_hint_from_proto(r.expected_irq_rate.take());
     let spec = PlaceSpec::parse(&r.vm, r.vcpus, class_from_proto(r.class), &r.devices)
         .map_err(core_status)?
@@ -80,11 +76,13 @@ fn place_spec(mut r: v1::PlaceRequest) -> Result<CheckedPlace, Status> {
         Some(layout) => spec.with_guest_imsic(layout).map_err(core_status)?,
         None => spec,
     };
-    let rates = hint
-        .map(|h| h.per_vcpu(spec.vcpus))
-        .transpose()
-        .map_err(core_status)?;
-    Ok((spec, rates))
+    match hint {
+        Some(h) => h
+            .per_vcpu(spec.vcpus)
+            .and_then(|rates| spec.with_expected_irq_rates(rates))
+            .map_err(core_status),
+        None => Ok(spec),
+    }
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send>>;
@@ -155,12 +153,9 @@ impl Allocator for AllocatorService {
         req: Request<v1::PlaceRequest>,
     ) -> Result<Response<v1::PlaceResponse>, Status> {
         self.may_change()?;
-        let (spec, rates) = place_spec(req.into_inner())?;
+        let spec = place_spec(req.into_inner())?;
         let now = self.now();
-        let out = self
-            .engine
-            .call(move |e| e.place_hinted(spec, rates, now))
-            .await??;
+        let out = self.engine.call(move |e| e.place(spec, now)).await??;
         Ok(Response::new(place_to_proto(out)))
     }
 
@@ -168,10 +163,10 @@ impl Allocator for AllocatorService {
         &self,
         req: Request<v1::PlaceRequest>,
     ) -> Result<Response<v1::PlaceResponse>, Status> {
-        let (spec, rates) = place_spec(req.into_inner())?;
+        let spec = place_spec(req.into_inner())?;
         let out = self
             .engine
-            .call(move |e| e.advise_hinted(spec, rates))
+            .call(move |e| e.advise(spec))
             .await?
             .map_err(core_status)?;
         Ok(Response::new(place_to_proto(out)))

@@ -69,6 +69,12 @@ pub struct VmRecord {
 }
 
 impl VmRecord {
+    /// The placement's hint, one rate per vCPU; `None` unless every vCPU
+    /// has one (hints are given for a whole VM).
+    pub fn expected_irq_rates(&self) -> Option<Vec<IrqRate>> {
+        self.vcpus.iter().map(|v| v.expected_irq_rate).collect()
+    }
+
     pub fn allows(&self, hart: HartId) -> bool {
         self.allowed
             .as_ref()
@@ -157,30 +163,6 @@ impl Ledger {
     /// VMs in placement order.
     pub fn vms(&self) -> impl Iterator<Item = &VmRecord> {
         self.vms.values()
-    }
-
-    /// Records the placement's interrupt-rate hint, one rate per vCPU in
-    /// vCPU order. Touches no count or order: policy does not weigh hints.
-    pub fn set_expected_irq_rates(
-        &mut self,
-        id: &VmId,
-        rates: &[IrqRate],
-    ) -> Result<(), CoreError> {
-        let vm = self
-            .ids
-            .get(id)
-            .and_then(|s| self.vms.get_mut(s))
-            .ok_or_else(|| CoreError::VmNotFound(id.clone()))?;
-        if rates.len() != vm.vcpus.len() {
-            return Err(CoreError::invalid(
-                "expected_irq_rate",
-                format!("{} rates for {} vCPUs", rates.len(), vm.vcpus.len()),
-            ));
-        }
-        for (vcpu, &rate) in vm.vcpus.iter_mut().zip(rates) {
-            vcpu.expected_irq_rate = Some(rate);
-        }
-        Ok(())
     }
 
     pub fn vm_count(&self) -> usize {
@@ -301,16 +283,18 @@ impl Ledger {
     ) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
+        let rates = spec.expected_irq_rates.as_deref();
         let vcpus = plan
             .iter()
-            .map(|&(hart, backing)| VcpuRecord {
+            .enumerate()
+            .map(|(i, &(hart, backing))| VcpuRecord {
                 hart,
                 backing,
                 line: None,
                 held_on: None,
                 moved_at: None,
                 waiting_since: now,
-                expected_irq_rate: None,
+                expected_irq_rate: rates.map(|r| r[i]),
             })
             .collect();
         for dev in &spec.devices {

@@ -625,6 +625,7 @@ pub fn replan_all(topology: &Topology, ledger: &Ledger) -> (Ledger, Vec<crate::c
             priority: vm.priority,
             allowed: vm.allowed.clone(),
             guest_imsic: vm.guest_imsic.clone(),
+            expected_irq_rates: vm.expected_irq_rates(),
         };
         match plan_place(topology, &fresh, &spec) {
             Ok(p) if !p.pending() => {

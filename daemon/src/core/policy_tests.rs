@@ -437,6 +437,25 @@ fn replan_all_places_guaranteed_first() {
 }
 
 #[test]
+fn replan_all_keeps_each_vcpus_interrupt_rate_hint() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    let rates: Vec<crate::core::IrqRate> = [10.0, 2e4]
+        .into_iter()
+        .map(|r| r.try_into().unwrap())
+        .collect();
+    let hinted = spec("h", 2, Class::Burstable)
+        .with_expected_irq_rates(rates.clone())
+        .unwrap();
+    place_spec(&t, &mut l, &hinted);
+    let (fresh, _) = replan_all(&t, &l);
+    assert_eq!(
+        fresh.vm(&id("h")).unwrap().expected_irq_rates(),
+        Some(rates)
+    );
+}
+
+#[test]
 fn a_host_without_guest_files_takes_only_best_effort() {
     let t = Topology::new(
         Topology::uniform(2, 1, 1)

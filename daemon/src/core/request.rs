@@ -1,6 +1,6 @@
 use std::collections::BTreeSet;
 
-use crate::core::{Bdf, Class, CoreError, GuestImsicLayout, HartId, VmId};
+use crate::core::{Bdf, Class, CoreError, GuestImsicLayout, HartId, IrqRate, VmId};
 
 /// KVM_MAX_VCPUS on RISC-V.
 pub const MAX_VCPUS: u32 = 1024;
@@ -18,6 +18,9 @@ pub struct PlaceSpec {
     pub allowed: Option<Vec<HartId>>,
     /// Where the VMM puts the guest IMSICs; `None`: not given, so unknown.
     pub guest_imsic: Option<GuestImsicLayout>,
+    /// Interrupts per second the orchestrator expects, one per vCPU in vCPU
+    /// order; `None`: no hint.
+    pub expected_irq_rates: Option<Vec<IrqRate>>,
 }
 
 impl PlaceSpec {
@@ -59,6 +62,7 @@ impl PlaceSpec {
             priority: 0,
             allowed: None,
             guest_imsic: None,
+            expected_irq_rates: None,
         })
     }
 
@@ -72,6 +76,18 @@ impl PlaceSpec {
     pub fn with_guest_imsic(mut self, layout: GuestImsicLayout) -> Result<Self, CoreError> {
         layout.validate(self.vcpus)?;
         self.guest_imsic = Some(layout);
+        Ok(self)
+    }
+
+    /// Records the expected interrupt rates, one per vCPU.
+    pub fn with_expected_irq_rates(mut self, rates: Vec<IrqRate>) -> Result<Self, CoreError> {
+        if rates.len() != self.vcpus as usize {
+            return Err(CoreError::invalid(
+                "expected_irq_rate",
+                format!("{} rates for {} vCPUs", rates.len(), self.vcpus),
+            ));
+        }
+        self.expected_irq_rates = Some(rates);
         Ok(self)
     }
 
@@ -104,6 +120,18 @@ mod tests {
         let s = PlaceSpec::parse("a", 4, Some(Class::Burstable), &["01:00.0".into()]).unwrap();
         assert_eq!(s.vcpus, 4);
         assert_eq!(s.devices[0].to_string(), "0000:01:00.0");
+    }
+
+    #[test]
+    fn a_hint_gives_every_vcpu_a_rate() {
+        let s = PlaceSpec::parse("a", 2, Some(Class::Burstable), &[]).unwrap();
+        let one = IrqRate::try_from(5.0).unwrap();
+        assert_eq!(
+            field_of(s.clone().with_expected_irq_rates(vec![one])),
+            "expected_irq_rate"
+        );
+        let s = s.with_expected_irq_rates(vec![one, one]).unwrap();
+        assert_eq!(s.expected_irq_rates, Some(vec![one, one]));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tracing::{debug, error, info, warn};
 use crate::core::ledger::Millis;
 use crate::core::policy::{self, Move, Placement};
 use crate::core::request::PlaceSpec;
-use crate::core::{Backing, Class, CoreError, HartId, IrqRate, VcpuKey, VmId};
+use crate::core::{Backing, Class, CoreError, HartId, VcpuKey, VmId};
 use crate::engine::events::{Event, EventKind};
 use crate::engine::view::{MoveView, VcpuView, VmView};
 use crate::engine::{Engine, EngineError};
@@ -29,33 +29,9 @@ pub struct MoveOutcome {
     pub after: VcpuView,
 }
 
-/// A hint must give every vCPU its rate; checked before anything changes.
-fn check_one_rate_per_vcpu(spec: &PlaceSpec, rates: Option<&[IrqRate]>) -> Result<(), CoreError> {
-    match rates {
-        Some(r) if r.len() != spec.vcpus as usize => Err(CoreError::invalid(
-            "expected_irq_rate",
-            format!("{} rates for {} vCPUs", r.len(), spec.vcpus),
-        )),
-        _ => Ok(()),
-    }
-}
-
 impl Engine {
     /// Places a VM whole or not at all.
     pub fn place(&mut self, spec: PlaceSpec, now: Millis) -> Result<PlaceOutcome, EngineError> {
-        self.place_hinted(spec, None, now)
-    }
-
-    /// Places a VM and records its interrupt-rate hint, one rate per vCPU
-    /// (`None`: no hint). The hint is stored and shown only: the plan is the
-    /// one `place` makes.
-    pub fn place_hinted(
-        &mut self,
-        spec: PlaceSpec,
-        rates: Option<Vec<IrqRate>>,
-        now: Millis,
-    ) -> Result<PlaceOutcome, EngineError> {
-        check_one_rate_per_vcpu(&spec, rates.as_deref())?;
         let placement = self.plan(&spec)?;
         let harts: Vec<HartId> = placement.vcpus.iter().map(|a| a.0).collect();
         self.host
@@ -70,9 +46,6 @@ impl Engine {
             })?;
         self.pin(placement.demotions.iter().chain(&placement.rehomes));
         policy::apply_placement(&mut self.ledger, &spec, &placement, now)?;
-        if let Some(rates) = &rates {
-            self.ledger.set_expected_irq_rates(&spec.vm, rates)?;
-        }
         if !placement.pending() {
             self.host.resume_vm(&spec.vm)?;
         }
@@ -140,20 +113,9 @@ impl Engine {
 
     /// What `place` would do, changing nothing.
     pub fn advise(&self, spec: PlaceSpec) -> Result<PlaceOutcome, CoreError> {
-        self.advise_hinted(spec, None)
-    }
-
-    /// What `place_hinted` would do, changing nothing; the advice shows the
-    /// hint as the placed VM would.
-    pub fn advise_hinted(
-        &self,
-        spec: PlaceSpec,
-        rates: Option<Vec<IrqRate>>,
-    ) -> Result<PlaceOutcome, CoreError> {
-        check_one_rate_per_vcpu(&spec, rates.as_deref())?;
         let placement = policy::plan_place(self.topology(), &self.ledger, &spec)?;
         Ok(PlaceOutcome {
-            vm: VmView::planned(&spec, &placement).with_expected_irq_rates(rates.as_deref()),
+            vm: VmView::planned(&spec, &placement),
             demoted: placement.demotions.iter().map(MoveView::from).collect(),
         })
     }

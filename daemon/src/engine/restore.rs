@@ -86,9 +86,7 @@ impl Engine {
         {
             warn!(vm = %vm.id, "the host changed while ifad was down: placing it again");
             let id = vm.id.clone();
-            // Placed again, it keeps the hint it was first placed with.
-            let rates = vm.vcpus.iter().map(|v| v.expected_irq_rate).collect();
-            match self.place_hinted(self.spec_of(vm), rates, now) {
+            match self.place(self.spec_of(vm), now) {
                 Ok(_) => {
                     report.replaced += 1;
                     if let Some(&pid) = found.vmm.get(&id)
@@ -123,6 +121,8 @@ impl Engine {
     /// The request that would place `vm` again, on harts that still exist.
     fn spec_of(&self, vm: VmRecord) -> PlaceSpec {
         let harts = self.topology().len() as HartId;
+        // Placed again, it keeps the hint it was first placed with.
+        let expected_irq_rates = vm.expected_irq_rates();
         PlaceSpec {
             vcpus: vm.vcpus.len() as u32,
             vm: vm.id,
@@ -135,6 +135,7 @@ impl Engine {
                 .allowed
                 .map(|a| a.into_iter().filter(|&h| h < harts).collect()),
             guest_imsic: vm.guest_imsic,
+            expected_irq_rates,
         }
     }
 

@@ -217,14 +217,6 @@ impl VmView {
         }
     }
 
-    /// The same view with each vCPU's hinted rate (`None`: no hint).
-    pub fn with_expected_irq_rates(mut self, rates: Option<&[IrqRate]>) -> Self {
-        for (vcpu, &rate) in self.vcpus.iter_mut().zip(rates.unwrap_or_default()) {
-            vcpu.expected_irq_rate = Some(rate);
-        }
-        self
-    }
-
     /// What a placement would look like; lines are unknown until KVM runs it.
     pub fn planned(spec: &PlaceSpec, placement: &Placement) -> Self {
         VmView {
@@ -251,7 +243,7 @@ impl VmView {
                     ),
                     vsfile_hpa: 0,
                     tid: None,
-                    expected_irq_rate: None,
+                    expected_irq_rate: spec.expected_irq_rates.as_ref().map(|r| r[i]),
                 })
                 .collect(),
             guest_imsic: spec.guest_imsic.clone(),
