@@ -19,9 +19,10 @@ pub trait Policy {
     fn release(&mut self, vm: &str, t: f64);
     fn set_halted(&mut self, vm: &str, vcpu: u32, halted: bool, t: f64);
     fn set_online(&mut self, hart: u32, online: bool, t: f64);
-    /// The interrupts a vCPU receives from now on. Only a policy that
-    /// knows demand (the optimal bound) uses it.
-    fn set_rate(&mut self, _vm: &str, _vcpu: u32, _irqs_per_s: f64) {}
+    /// The interrupts a vCPU receives from `t` on. The optimal bound knows
+    /// them; ifad's simulated host counts what a Linux host could see of
+    /// them; the others ignore them.
+    fn set_rate(&mut self, _vm: &str, _vcpu: u32, _irqs_per_s: f64, _t: f64) {}
     /// Time passes to `t`: ticks, scheduling, guest entries.
     fn step(&mut self, t: f64);
     /// Where every vCPU of every placed VM is now.
@@ -86,7 +87,7 @@ fn apply(op: &Op, t: f64, policy: &mut dyn Policy, w: &mut Workload, acct: &mut 
                 w.placed.insert(p.vm.clone(), (p.class, p.vcpus));
                 for v in 0..p.vcpus {
                     let rate = w.rates.get(&(p.vm.clone(), v)).copied().unwrap_or(0.0);
-                    policy.set_rate(&p.vm, v, rate);
+                    policy.set_rate(&p.vm, v, rate, t);
                 }
             } else {
                 acct.refusals.count(p.class);
@@ -100,7 +101,7 @@ fn apply(op: &Op, t: f64, policy: &mut dyn Policy, w: &mut Workload, acct: &mut 
         } => {
             w.rates.insert((vm.clone(), *vcpu), *irqs_per_s);
             if w.has(vm, Some(*vcpu)) {
-                policy.set_rate(vm, *vcpu, *irqs_per_s);
+                policy.set_rate(vm, *vcpu, *irqs_per_s, t);
             }
         }
         Op::Release { vm } if w.placed.remove(vm).is_some() => policy.release(vm, t),

@@ -6,6 +6,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::core::pressure::{InterruptCount, Pressure, PressureLevel};
 use crate::core::request::PlaceSpec;
 use crate::core::{
     Backing, Bdf, Class, CoreError, GuestImsicLayout, HartId, IrqRate, Topology, VcpuKey, VmId,
@@ -99,22 +100,27 @@ pub struct HartLoad {
     pub stuck: u32,
 }
 
-/// Burstable vCPUs on MRIF, best promotion candidates first: VMs with
-/// devices (only VS-file vCPUs can get irqbypass), then longest waiting.
+/// Burstable vCPUs on MRIF, best promotion candidates first: high priority
+/// (the operator's override), then busiest, then VMs with devices (only
+/// VS-file vCPUs can get irqbypass), then longest waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct WaitKey {
+    pub priority: Reverse<i32>,
+    pub busy: Reverse<PressureLevel>,
     pub no_devices: bool,
     pub since: Millis,
     pub seq: u64,
     pub vcpu: u32,
 }
 
-/// Burstable vCPUs on VS-files, first to be demoted first: no devices
-/// before devices, low priority before high, newest before oldest.
+/// Burstable vCPUs on VS-files, first to be demoted first: low priority
+/// before high (the operator's override), quiet before busy, no devices
+/// before devices, newest before oldest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct VictimKey {
-    pub has_devices: bool,
     pub priority: i32,
+    pub quiet: PressureLevel,
+    pub has_devices: bool,
     pub newest: Reverse<u64>,
     pub vcpu: u32,
 }
@@ -137,6 +143,9 @@ pub struct Ledger {
     /// Per hart, waiting vCPUs in KVM entry order (seq, vcpu).
     waiting_on: Vec<BTreeSet<(u64, u32)>>,
     victims: BTreeSet<VictimKey>,
+    /// Measured interrupt demand per (seq, vcpu); not kept across restarts
+    /// (measuring starts again), so not in the records.
+    pressure: HashMap<(u64, u32), Pressure>,
     next_seq: u64,
 }
 
@@ -334,6 +343,9 @@ impl Ledger {
         }
         self.ids.remove(id);
         let record = self.vms.remove(&seq).expect("indexed");
+        for vcpu in 0..record.vcpus.len() as u32 {
+            self.pressure.remove(&(seq, vcpu));
+        }
         for dev in &record.devices {
             self.device_owner.remove(dev);
         }
@@ -487,6 +499,47 @@ impl Ledger {
         Ok(())
     }
 
+    /// One vCPU's pressure: measured, or else as its hint says.
+    fn pressure_at(&self, seq: u64, vcpu: u32) -> Pressure {
+        self.pressure.get(&(seq, vcpu)).copied().unwrap_or_else(|| {
+            Pressure::hinted(self.vms[&seq].vcpus[vcpu as usize].expected_irq_rate)
+        })
+    }
+
+    fn level(&self, seq: u64, vcpu: u32) -> PressureLevel {
+        self.pressure_at(seq, vcpu).level()
+    }
+
+    /// Interrupts per second a vCPU takes, as far as ifad knows.
+    pub fn interrupt_rate(&self, key: &VcpuKey) -> Result<f64, CoreError> {
+        let hint = self.vcpu(key)?.expected_irq_rate;
+        let seq = self.ids[&key.vm];
+        Ok(self.pressure_at(seq, key.vcpu).per_second(hint))
+    }
+
+    /// Takes in one reading of what the host counts of a vCPU's interrupts;
+    /// reorders it for swapping and promotion only if its level moved.
+    pub fn observe_interrupts(
+        &mut self,
+        key: &VcpuKey,
+        count: InterruptCount,
+        now: Millis,
+    ) -> Result<(), CoreError> {
+        let hint = self.vcpu(key)?.expected_irq_rate;
+        let seq = self.ids[&key.vm];
+        let before = self.pressure_at(seq, key.vcpu);
+        let mut after = before;
+        after.observe(hint, count, now);
+        if after.level() == before.level() {
+            self.pressure.insert((seq, key.vcpu), after);
+            return Ok(());
+        }
+        self.index(seq, key.vcpu, false);
+        self.pressure.insert((seq, key.vcpu), after);
+        self.index(seq, key.vcpu, true);
+        Ok(())
+    }
+
     /// Adds (or removes) one vCPU's contribution to every index.
     fn index(&mut self, seq: u64, vcpu: u32, add: bool) {
         let vm = &self.vms[&seq];
@@ -520,6 +573,8 @@ impl Ledger {
         match v.backing {
             Backing::Mrif => {
                 let key = WaitKey {
+                    priority: Reverse(vm.priority),
+                    busy: Reverse(self.level(seq, vcpu)),
                     no_devices: vm.devices.is_empty(),
                     since: v.waiting_since,
                     seq,
@@ -536,8 +591,9 @@ impl Ledger {
             }
             Backing::VsFile => {
                 let key = VictimKey {
-                    has_devices: !vm.devices.is_empty(),
                     priority: vm.priority,
+                    quiet: self.level(seq, vcpu),
+                    has_devices: !vm.devices.is_empty(),
                     newest: Reverse(seq),
                     vcpu,
                 };
@@ -558,6 +614,7 @@ impl Ledger {
         let mut fresh = Ledger::new(topology);
         fresh.next_seq = self.next_seq;
         fresh.offline = self.offline.clone();
+        fresh.pressure = self.pressure.clone();
         let mut held = vec![0u32; topology.len()];
         for vm in self.vms.values() {
             fresh.vms.insert(vm.seq, vm.clone());

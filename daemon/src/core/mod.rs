@@ -8,6 +8,7 @@ pub mod irq_rate;
 pub mod ledger;
 pub mod model;
 pub mod policy;
+pub mod pressure;
 pub mod reconcile;
 pub mod request;
 pub mod swap;

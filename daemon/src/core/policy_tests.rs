@@ -865,3 +865,78 @@ fn a_burstable_vcpu_is_not_sent_to_wait_on_a_hart_whose_lines_are_over_reserved(
         other => panic!("{other:?}"),
     }
 }
+
+/// Two readings of a vCPU's interrupt count, one second apart.
+fn measured(l: &mut Ledger, vm: &str, per_second: u64) {
+    let k = key(vm, 0);
+    l.observe_interrupts(&k, Some(0), 0).unwrap();
+    l.observe_interrupts(&k, Some(per_second), 1000).unwrap();
+}
+
+fn first_demoted(t: &Topology, l: &Ledger) -> VmId {
+    let p = plan_place(t, l, &spec("g", 1, Class::Guaranteed)).unwrap();
+    assert_eq!(p.demotions.len(), 1, "{p:#?}");
+    p.demotions[0].key.vm.clone()
+}
+
+/// Two harts of one file, each held by a one-vCPU burstable VM: `old`
+/// (placed first, as `first` says) and `new` (plain).
+fn two_holders(first: PlaceSpec) -> (Topology, Ledger) {
+    let t = Topology::uniform(2, 1, 1);
+    let mut l = Ledger::new(&t);
+    place_spec(&t, &mut l, &first);
+    place(&t, &mut l, "new", 1, Class::Burstable);
+    (t, l)
+}
+
+#[test]
+fn swapping_takes_the_quietest_burstable_file_first() {
+    let (t, mut l) = two_holders(spec("old", 1, Class::Burstable));
+    // Nothing measured: the newest gives its file up.
+    assert_eq!(first_demoted(&t, &l), id("new"));
+    measured(&mut l, "new", 20_000);
+    measured(&mut l, "old", 100);
+    l.verify(&t).unwrap();
+    assert_eq!(first_demoted(&t, &l), id("old"));
+    assert_eq!(l.interrupt_rate(&key("new", 0)).unwrap(), 20_000.0);
+}
+
+#[test]
+fn priority_overrides_pressure_and_pressure_comes_before_devices() {
+    let (t, mut l) = two_holders(spec("old", 1, Class::Burstable).with_priority(1));
+    measured(&mut l, "new", 20_000);
+    assert_eq!(first_demoted(&t, &l), id("new"), "low priority goes first");
+    let dev = PlaceSpec::parse("old", 1, Some(Class::Burstable), &["02:00.0".into()]).unwrap();
+    let (t, mut l) = two_holders(dev);
+    measured(&mut l, "new", 20_000);
+    assert_eq!(
+        first_demoted(&t, &l),
+        id("old"),
+        "a quiet device goes first"
+    );
+}
+
+#[test]
+fn a_hint_counts_as_pressure_until_more_is_measured() {
+    let rate = crate::core::IrqRate::try_from(50_000.0).unwrap();
+    let hinted = spec("old", 1, Class::Burstable)
+        .with_expected_irq_rates(vec![rate])
+        .unwrap();
+    let (t, mut l) = two_holders(hinted);
+    assert_eq!(first_demoted(&t, &l), id("new"));
+    // Measured lower than its hint, it stays as busy as hinted.
+    measured(&mut l, "old", 10);
+    measured(&mut l, "new", 1_000);
+    assert_eq!(first_demoted(&t, &l), id("new"));
+}
+
+#[test]
+fn promotion_gives_a_freed_file_to_the_busiest_waiter() {
+    let (t, mut l) = anti_thrash_host(0);
+    assert_eq!(plan_promotions(&t, &l, 0, 0), [to_hart_0("w")]);
+    measured(&mut l, "n", 20_000);
+    l.verify(&t).unwrap();
+    assert_eq!(plan_promotions(&t, &l, 0, 0), [to_hart_0("n")]);
+    measured(&mut l, "w", 40_000);
+    assert_eq!(plan_promotions(&t, &l, 0, 0), [to_hart_0("w")]);
+}

@@ -269,6 +269,7 @@ impl Engine {
         if self.host.refresh_topology() {
             self.hotplug(now);
         }
+        self.measure_interrupts(now);
         self.settle(now);
         // `checkpoint` logs and counts its failures, and nobody awaits a
         // tick's reply: the next tick (or change) writes it again.

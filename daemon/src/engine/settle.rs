@@ -52,6 +52,24 @@ impl Engine {
         decided.settles_again()
     }
 
+    /// Takes in what the host has counted of every vCPU's interrupts: the
+    /// core's pressure per vCPU, which orders swapping and promotion.
+    pub(super) fn measure_interrupts(&mut self, now: Millis) {
+        let ids: Vec<VmId> = self.ledger.vms().map(|vm| vm.id.clone()).collect();
+        for id in ids {
+            let counts = self.host.interrupt_counts(&id);
+            for (vcpu, count) in counts.into_iter().enumerate() {
+                let key = VcpuKey {
+                    vm: id.clone(),
+                    vcpu: vcpu as u32,
+                };
+                if let Err(e) = self.ledger.observe_interrupts(&key, count, now) {
+                    warn!(vm = %id, vcpu, "the host counts interrupts of a vCPU the ledger lacks: {e}");
+                }
+            }
+        }
+    }
+
     /// Per vCPU of every placed VM, in placement order, what the host shows.
     pub fn observations(&self) -> Vec<(VcpuKey, Observed)> {
         self.ledger

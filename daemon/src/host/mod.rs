@@ -64,6 +64,13 @@ pub trait Host: Send {
     /// Per vCPU, what the host shows; empty for an unknown VM.
     fn observe(&self, vm: &VmId) -> Vec<Observed>;
 
+    /// Per vCPU, what the host has counted of its interrupts (cumulative),
+    /// `None` where it cannot see them now; empty for an unknown VM or a
+    /// host that counts nothing.
+    fn interrupt_counts(&self, _vm: &VmId) -> Vec<crate::core::pressure::InterruptCount> {
+        Vec::new()
+    }
+
     /// Lines KVM holds, per hart; `None` where the host cannot see them.
     fn held_vsfiles(&self) -> Option<Vec<u32>>;
 

@@ -50,6 +50,12 @@ impl IfadPolicy {
         r
     }
 
+    /// Moves the simulated host's clock to `t`, so that what it counts of
+    /// interrupts covers the time until this op.
+    fn at(&mut self, t: f64) {
+        self.sim().advance(millis(t));
+    }
+
     fn sim(&mut self) -> &mut SimHost {
         self.engine
             .host_mut()
@@ -69,6 +75,7 @@ impl Policy for IfadPolicy {
     }
 
     fn place(&mut self, op: &PlaceOp, t: f64) -> bool {
+        self.at(t);
         let Ok(spec) = PlaceSpec::parse(&op.vm, op.vcpus, Some(op.class), &op.devices) else {
             return false;
         };
@@ -79,12 +86,14 @@ impl Policy for IfadPolicy {
     }
 
     fn release(&mut self, vm: &str, t: f64) {
+        self.at(t);
         let id = vm_id(vm).expect("the engine placed it, so its id parses");
         self.decide(|e| e.release(&id, millis(t)))
             .expect("the engine holds every VM the replay placed until released");
     }
 
-    fn set_halted(&mut self, vm: &str, vcpu: u32, halted: bool, _t: f64) {
+    fn set_halted(&mut self, vm: &str, vcpu: u32, halted: bool, t: f64) {
+        self.at(t);
         let id = vm_id(vm).expect("the engine placed it, so its id parses");
         self.sim()
             .set_blocked(&id, vcpu, halted)
@@ -92,13 +101,23 @@ impl Policy for IfadPolicy {
     }
 
     fn set_online(&mut self, hart: u32, online: bool, t: f64) {
+        self.at(t);
         // Linux refuses to take the last CPU down; the engine sees what is.
         if self.sim().set_hart_online(hart, online).is_ok() {
             self.decide(|e| e.tick(millis(t)));
         }
     }
 
+    fn set_rate(&mut self, vm: &str, vcpu: u32, irqs_per_s: f64, t: f64) {
+        self.at(t);
+        let id = vm_id(vm).expect("the engine placed it, so its id parses");
+        self.sim()
+            .set_irq_rate(&id, vcpu, irqs_per_s)
+            .expect("a placed VM runs on the simulated host until released");
+    }
+
     fn step(&mut self, t: f64) {
+        self.at(t);
         self.decide(|e| e.tick(millis(t)));
     }
 

@@ -165,7 +165,7 @@ impl Policy for OptimalPolicy {
         }
     }
 
-    fn set_rate(&mut self, vm: &str, vcpu: u32, irqs_per_s: f64) {
+    fn set_rate(&mut self, vm: &str, vcpu: u32, irqs_per_s: f64, _t: f64) {
         if let Some((_, d)) = self.vms.iter_mut().find(|(id, _)| id == vm) {
             d.rates[vcpu as usize] = irqs_per_s;
             self.dirty = true;

@@ -420,6 +420,18 @@ impl Host for LinuxHost {
         Ok(tids)
     }
 
+    /// Each vCPU thread's wake-ups (voluntary context switches), which its
+    /// interrupts cause on either backing; `None` for a thread not found.
+    fn interrupt_counts(&self, vm: &VmId) -> Vec<crate::core::pressure::InterruptCount> {
+        let Some(m) = self.vms.get(vm).and_then(|v| v.vmm.as_ref()) else {
+            return Vec::new();
+        };
+        m.tids
+            .iter()
+            .map(|tid| tid.and_then(|t| threads::wakeups(&self.proc_root, m.pid, t)))
+            .collect()
+    }
+
     fn vcpu_threads(&self, vm: &VmId) -> Vec<Option<u32>> {
         self.vms
             .get(vm)

@@ -83,6 +83,22 @@ pub fn last_cpu(proc_root: &Path, pid: u32, tid: u32) -> Option<u32> {
     rest.split_whitespace().nth(36)?.parse().ok()
 }
 
+/// Voluntary context switches of a vCPU thread so far
+/// (/proc/<pid>/task/<tid>/status): the thread blocks once per halt in WFI,
+/// so this counts the vCPU's wake-ups, which its interrupts cause, on a
+/// VS-file as on MRIF (the rig measured 0.6-0.9 per guest IPI per thread on
+/// both). `None` if the thread is gone.
+pub fn wakeups(proc_root: &Path, pid: u32, tid: u32) -> Option<u64> {
+    let process = procfs::process::Process::new_with_root(proc_root.join(pid.to_string())).ok()?;
+    let tid = i32::try_from(tid).ok()?;
+    process
+        .task_from_tid(tid)
+        .ok()?
+        .status()
+        .ok()?
+        .voluntary_ctxt_switches
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +147,49 @@ mod tests {
         done.send(()).unwrap();
         handle.join().unwrap();
         assert!(tids[0].is_some() && tids[1].is_none(), "{tids:?}");
+    }
+
+    #[test]
+    fn wakeups_are_a_thread_s_voluntary_context_switches() {
+        let root = tempfile::tempdir().unwrap();
+        let task = root.path().join("4242/task/4250");
+        std::fs::create_dir_all(&task).unwrap();
+        let status = "Name:\tCPU 0/KVM\nState:\tS (sleeping)\nTgid:\t4242\nPid:\t4250\n\
+            PPid:\t1\nTracerPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nFDSize:\t64\n\
+            Groups:\t\nThreads:\t4\nSigQ:\t0/3067\nSigPnd:\t0000000000000000\n\
+            ShdPnd:\t0000000000000000\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n\
+            SigCgt:\t0000000000000000\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\n\
+            CapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nCpus_allowed:\t1\n\
+            Cpus_allowed_list:\t0\nvoluntary_ctxt_switches:\t150\nnonvoluntary_ctxt_switches:\t545\n";
+        std::fs::write(task.join("status"), status).unwrap();
+        assert_eq!(wakeups(root.path(), 4242, 4250), Some(150));
+        assert_eq!(wakeups(root.path(), 4242, 4251), None, "no such thread");
+        assert_eq!(wakeups(root.path(), 4243, 4250), None, "no such process");
+    }
+
+    #[test]
+    fn a_thread_that_blocks_counts_wakeups() {
+        let me = std::process::id();
+        let (tx, rx) = std::sync::mpsc::channel::<u32>();
+        let (ack, acked) = std::sync::mpsc::channel::<u32>();
+        let handle = std::thread::spawn(move || {
+            ack.send(rustix::thread::gettid().as_raw_nonzero().get() as u32)
+                .unwrap();
+            while let Ok(n) = rx.recv() {
+                ack.send(n).unwrap();
+            }
+        });
+        let tid = acked.recv().unwrap();
+        let before = wakeups(Path::new("/proc"), me, tid).expect("own thread");
+        for n in 0..50 {
+            tx.send(n).unwrap();
+            assert_eq!(acked.recv().unwrap(), n);
+        }
+        let after = wakeups(Path::new("/proc"), me, tid).expect("own thread");
+        drop(tx);
+        handle.join().unwrap();
+        // Each round it waits on an empty channel at least once it has
+        // sent its ack before the next message exists: it blocked.
+        assert!(after > before, "{before} -> {after}");
     }
 }

@@ -11,6 +11,7 @@
 //! the ledger does not keep exit, kept VMs whose VMM is gone are reported,
 //! and every kept vCPU is pinned back to the hart its ledger says.
 
+pub mod interrupts;
 pub mod kvm;
 pub mod spec;
 
@@ -20,9 +21,11 @@ use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
 
-use crate::core::ledger::VmRecord;
+use crate::core::ledger::{Millis, VmRecord};
+use crate::core::pressure::InterruptCount;
 use crate::core::{AiaMode, Bdf, HartId, Topology, VmId};
 use crate::host::{Host, HostError, Observed, Restored};
+use interrupts::SimInterrupts;
 use kvm::{Entry, KvmError, SimKvm, VmHandle};
 pub use spec::SimSpec;
 
@@ -32,6 +35,9 @@ pub struct SimHost {
     vms: HashMap<VmId, (VmHandle, usize)>,
     topology_changed: bool,
     machine: Option<MachineFile>,
+    /// Not part of the machine file: a restarted daemon counts afresh, as
+    /// it would on Linux.
+    interrupts: SimInterrupts,
 }
 
 /// Where the simulated machine keeps itself between daemons.
@@ -70,6 +76,7 @@ impl SimHost {
             vms: HashMap::new(),
             topology_changed: false,
             machine: None,
+            interrupts: SimInterrupts::default(),
         }
     }
 
@@ -170,6 +177,30 @@ impl SimHost {
         done
     }
 
+    /// Sets the interrupts per second a vCPU takes (the evaluator's `rate`).
+    pub fn set_irq_rate(&mut self, vm: &VmId, vcpu: u32, per_second: f64) -> Result<(), HostError> {
+        if self.interrupts.set_rate(vm, vcpu, per_second) {
+            Ok(())
+        } else {
+            Err(HostError::Vm {
+                vm: vm.clone(),
+                reason: format!("no vcpu {vcpu} running on the simulated host"),
+            })
+        }
+    }
+
+    /// Moves the simulation's clock to `now`: what the host counts of each
+    /// vCPU's interrupts grows by its rate while it is visible.
+    pub fn advance(&mut self, now: Millis) {
+        self.interrupts.advance(now);
+    }
+
+    fn refresh_visibility(&mut self) {
+        let mut interrupts = std::mem::take(&mut self.interrupts);
+        interrupts.refresh(|vm| self.observe(vm));
+        self.interrupts = interrupts;
+    }
+
     /// Sets a vCPU thread's affinity, without writing the machine (the
     /// caller does, once its whole change is made).
     fn set_affinity(&mut self, vm: &VmId, vcpu: u32, hart: HartId) -> Result<(), HostError> {
@@ -242,6 +273,9 @@ impl Host for SimHost {
         _devices: &[Bdf],
     ) -> Result<(), HostError> {
         let done = self.start_vmm(vm, mode, harts);
+        if done.is_ok() {
+            self.interrupts.add_vm(vm, harts.len());
+        }
         self.persist();
         done
     }
@@ -262,6 +296,7 @@ impl Host for SimHost {
     fn release_vm(&mut self, vm: &VmId) -> Result<(), HostError> {
         let (h, _) = self.handle(vm)?;
         self.vms.remove(vm);
+        self.interrupts.remove_vm(vm);
         let done = self.kvm.destroy_vm(h).map_err(|e| vm_err(vm, e));
         self.persist();
         done
@@ -279,7 +314,12 @@ impl Host for SimHost {
                 }
             }
         }
+        self.refresh_visibility();
         self.persist();
+    }
+
+    fn interrupt_counts(&self, vm: &VmId) -> Vec<InterruptCount> {
+        self.interrupts.counts(vm)
     }
 
     fn observe(&self, vm: &VmId) -> Vec<Observed> {
@@ -349,6 +389,7 @@ impl Host for SimHost {
                     out.gone.push(vm.id.clone());
                 }
             }
+            self.count_kept(kept);
             self.persist();
             return out;
         }
@@ -387,12 +428,21 @@ impl Host for SimHost {
             }
         }
         out.stayed = self.enter_back(kept);
+        self.count_kept(kept);
         self.persist();
         out
     }
 }
 
 impl SimHost {
+    /// Counts the interrupts of the kept VMs still running, from zero.
+    fn count_kept(&mut self, kept: &[VmRecord]) {
+        for vm in kept.iter().filter(|vm| self.vms.contains_key(&vm.id)) {
+            self.interrupts.add_vm(&vm.id, vm.vcpus.len());
+        }
+        self.refresh_visibility();
+    }
+
     /// After pinning back, lets the vCPUs that must move enter first, in an
     /// order that gives each its ledger's line back, as the engine's
     /// evacuation orders its moves: a vCPU the ledger backs with a VS-file
