@@ -23,6 +23,7 @@ pub struct Metrics {
     harts_online: IntGauge,
     vms: IntGauge,
     vcpus: IntGaugeVec,
+    interrupt_rates: prometheus::GaugeVec,
     hart_vsfiles: IntGaugeVec,
     hart_vsfiles_used: IntGaugeVec,
     decisions: prometheus::HistogramVec,
@@ -32,6 +33,7 @@ pub struct Metrics {
     mrif_fallbacks: IntCounterVec,
     promotions: IntCounter,
     demotions: IntCounter,
+    rebalances: IntCounter,
     migrations: IntCounter,
     stranded: IntCounter,
     hwaccel_entry_failures: IntCounter,
@@ -91,6 +93,20 @@ impl Metrics {
                 "Placed vCPUs by class and interrupt-file backing.",
                 &["class", "backing"],
             ),
+            interrupt_rates: {
+                let g = prometheus::GaugeVec::new(
+                    Opts::new(
+                        "ifad_interrupts_per_second",
+                        "Interrupts per second ifad knows placed vCPUs take (measured \
+                         wake-ups or hints), by class and backing: the MRIF share is the \
+                         interrupt-weighted MRIF exposure.",
+                    ),
+                    &["class", "backing"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
             hart_vsfiles: gauge_vec(
                 &r,
                 "ifad_hart_vsfiles",
@@ -146,6 +162,11 @@ impl Metrics {
                 &r,
                 "ifad_demotions_total",
                 "Burstable vCPUs that gave up their VS-file to a guaranteed VM.",
+            ),
+            rebalances: counter(
+                &r,
+                "ifad_rebalances_total",
+                "Burstable vCPUs that gave up their VS-file to a far busier waiting burstable vCPU.",
             ),
             migrations: counter(&r, "ifad_migrations_total", "vCPUs migrated on request."),
             stranded: counter(
@@ -278,6 +299,10 @@ impl Metrics {
             .observe(seconds);
     }
 
+    pub fn rebalanced(&self) {
+        self.rebalances.inc();
+    }
+
     pub fn promoted(&self, n: usize) {
         self.promotions.inc_by(n as u64);
     }
@@ -317,20 +342,25 @@ impl Metrics {
         self.harts_online.set(online);
         self.vms.set(ledger.vm_count() as i64);
         let mut counts = [[0i64; 2]; 3];
+        let mut rates = [[0f64; 2]; 3];
         for vm in ledger.vms() {
             let c = CLASSES
                 .iter()
                 .position(|&c| c == vm.class)
                 .expect("known class");
-            for v in &vm.vcpus {
-                counts[c][usize::from(v.backing == Backing::Mrif)] += 1;
+            for (v, rate) in vm.vcpus.iter().zip(ledger.interrupt_rates(vm)) {
+                let b = usize::from(v.backing == Backing::Mrif);
+                counts[c][b] += 1;
+                rates[c][b] += rate;
             }
         }
         for (c, class) in CLASSES.iter().enumerate() {
             for (b, backing) in [Backing::VsFile, Backing::Mrif].iter().enumerate() {
-                self.vcpus
-                    .with_label_values(&[class.as_str(), backing.as_str()])
-                    .set(counts[c][b]);
+                let labels = [class.as_str(), backing.as_str()];
+                self.vcpus.with_label_values(&labels).set(counts[c][b]);
+                self.interrupt_rates
+                    .with_label_values(&labels)
+                    .set(rates[c][b]);
             }
         }
     }

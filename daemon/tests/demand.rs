@@ -27,13 +27,17 @@ fn one(vm: &str, class: Class) -> PlaceSpec {
 /// VMs; `old` takes `old_rate` interrupts a second, `new` `new_rate`, for
 /// ten seconds of one tick each.
 fn measured_host(old_rate: f64, new_rate: f64) -> Engine {
+    measured_host_with(Metrics::new("test", "simulated"), old_rate, new_rate)
+}
+
+fn measured_host_with(metrics: Metrics, old_rate: f64, new_rate: f64) -> Engine {
     let mut e = Engine::new(
         Box::new(SimHost::from_spec(&SimSpec {
             harts: 2,
             files: 1,
             numa: 1,
         })),
-        Metrics::new("test", "simulated"),
+        metrics,
         EngineConfig::default(),
     );
     e.place(one("old", Class::Burstable), 0).unwrap();
@@ -73,4 +77,27 @@ fn with_nothing_counted_the_newest_gives_its_file_up() {
     let out = e.place(one("g", Class::Guaranteed), 11_000).unwrap();
     assert_eq!(out.demoted[0].vm, "new");
     assert_eq!(backing(&e, "old"), Backing::VsFile);
+}
+
+#[test]
+fn a_busy_waiter_gets_the_file_of_a_quiet_holder_within_a_tick() {
+    let metrics = Metrics::new("test", "simulated");
+    let mut e = measured_host_with(metrics.clone(), 50.0, 200.0);
+    e.place(one("w", Class::Burstable), 10_000).unwrap();
+    assert_eq!(backing(&e, "w"), Backing::Mrif);
+    e.host_mut()
+        .sim()
+        .unwrap()
+        .set_irq_rate(&id("w"), 0, 40_000.0)
+        .unwrap();
+    for s in 11..=13 {
+        e.host_mut().sim().unwrap().advance(s * 1000);
+        e.tick(s * 1000);
+    }
+    assert_eq!(backing(&e, "w"), Backing::VsFile);
+    assert!(e.ledger().vcpu(&key("w")).unwrap().held_on.is_some());
+    // The quietest holder gave it up; the other kept its file.
+    assert_eq!(backing(&e, "old"), Backing::Mrif);
+    assert_eq!(backing(&e, "new"), Backing::VsFile);
+    assert!(metrics.render().contains("ifad_rebalances_total 1"));
 }

@@ -517,6 +517,14 @@ impl Ledger {
         Ok(self.pressure_at(seq, key.vcpu).per_second(hint))
     }
 
+    /// Interrupts per second of each of a VM's vCPUs, in vCPU order.
+    pub fn interrupt_rates<'a>(&'a self, vm: &'a VmRecord) -> impl Iterator<Item = f64> + 'a {
+        vm.vcpus.iter().enumerate().map(move |(i, v)| {
+            self.pressure_at(vm.seq, i as u32)
+                .per_second(v.expected_irq_rate)
+        })
+    }
+
     /// Takes in one reading of what the host counts of a vCPU's interrupts;
     /// reorders it for swapping and promotion only if its level moved.
     pub fn observe_interrupts(

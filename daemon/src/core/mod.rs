@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod model;
 pub mod policy;
 pub mod pressure;
+pub mod rebalance;
 pub mod reconcile;
 pub mod request;
 pub mod swap;

@@ -270,6 +270,7 @@ impl Engine {
             self.hotplug(now);
         }
         self.measure_interrupts(now);
+        self.rebalance(now);
         self.settle(now);
         // `checkpoint` logs and counts its failures, and nobody awaits a
         // tick's reply: the next tick (or change) writes it again.

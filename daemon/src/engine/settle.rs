@@ -5,6 +5,8 @@
 use tracing::{error, info, warn};
 
 use crate::core::ledger::Millis;
+use crate::core::policy::Move;
+use crate::core::rebalance;
 use crate::core::reconcile::{self, Change};
 use crate::core::{Observed, VcpuKey, VmId, policy};
 use crate::engine::Engine;
@@ -68,6 +70,52 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Lets a quiet burstable vCPU give its VS-file up to a far busier one
+    /// waiting on MRIF, if the core finds it worth a move; promotion hands
+    /// the line over once KVM freed it.
+    pub(super) fn rebalance(&mut self, now: Millis) {
+        let started = std::time::Instant::now();
+        let decided = rebalance::plan_rebalance(
+            self.host.topology(),
+            &self.ledger,
+            now,
+            self.config.min_move_interval,
+        );
+        self.metrics
+            .decided("rebalance", started.elapsed().as_secs_f64());
+        let Some(r) = decided else { return };
+        let m = &r.demote;
+        let why = format!(
+            "rebalanced: it takes {:.0} interrupts/s, vm {} vcpu {} waiting on MRIF {:.0}/s",
+            r.demoted_rate, r.favoured.vm, r.favoured.vcpu, r.favoured_rate
+        );
+        info!(vm = %m.key.vm, vcpu = m.key.vcpu, from = m.from, to = m.to, "{why}");
+        let moves: Vec<Move> = std::iter::once(m).chain(&r.cleared).cloned().collect();
+        self.pin(&moves);
+        self.events.emit(
+            Event::new(EventKind::Demoted, why)
+                .vm(&m.key.vm)
+                .vcpu(m.key.vcpu)
+                .moved(m.from, m.to, m.backing),
+        );
+        for c in &r.cleared {
+            let why = format!(
+                "rebalanced: off hart {} so that its line goes to vm {} vcpu {}",
+                c.from, r.favoured.vm, r.favoured.vcpu
+            );
+            self.events.emit(
+                Event::new(EventKind::Migrated, why)
+                    .vm(&c.key.vm)
+                    .vcpu(c.key.vcpu)
+                    .moved(c.from, c.to, c.backing),
+            );
+        }
+        if let Err(e) = policy::apply_moves(&mut self.ledger, &moves, now) {
+            error!("rebalance: {e}");
+        }
+        self.metrics.rebalanced();
     }
 
     /// Per vCPU of every placed VM, in placement order, what the host shows.
@@ -135,9 +183,12 @@ impl Engine {
         }
         self.pin(&moves);
         for m in &moves {
-            info!(vm = %m.key.vm, vcpu = m.key.vcpu, from = m.from, to = m.to, "promoted to a VS-file");
+            // Waiters are promoted busiest first: the event says how busy.
+            let rate = self.ledger.interrupt_rate(&m.key).unwrap_or(0.0);
+            let why = format!("a VS-file came free; it takes {rate:.0} interrupts/s");
+            info!(vm = %m.key.vm, vcpu = m.key.vcpu, from = m.from, to = m.to, "promoted to a VS-file: {why}");
             self.events.emit(
-                Event::new(EventKind::Promoted, "a VS-file came free")
+                Event::new(EventKind::Promoted, why)
                     .vm(&m.key.vm)
                     .vcpu(m.key.vcpu)
                     .moved(m.from, m.to, m.backing),

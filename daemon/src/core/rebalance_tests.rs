@@ -1,0 +1,153 @@
+use super::*;
+use crate::core::policy::{apply_moves, apply_placement, plan_place, plan_promotions};
+use crate::core::request::PlaceSpec;
+use crate::core::test_support::{run_all, spec};
+use crate::core::{Class, VmId};
+
+fn key(vm: &str) -> VcpuKey {
+    VcpuKey {
+        vm: VmId::parse(vm).unwrap(),
+        vcpu: 0,
+    }
+}
+
+fn place(t: &Topology, l: &mut Ledger, s: &PlaceSpec) {
+    let p = plan_place(t, l, s).unwrap();
+    apply_placement(l, s, &p, 0).unwrap();
+    run_all(l);
+}
+
+/// Two readings of a vCPU's interrupt count, one second apart.
+fn measured(l: &mut Ledger, vm: &str, per_second: u64) {
+    l.observe_interrupts(&key(vm), Some(0), 0).unwrap();
+    l.observe_interrupts(&key(vm), Some(per_second), 1000)
+        .unwrap();
+}
+
+/// Two harts of one file: `v` holds hart 0's, `u` hart 1's, and `w`
+/// waits on MRIF; each takes the rate given. `v` is placed as `v_spec`.
+fn host(v_spec: PlaceSpec, v: u64, u: u64, w: u64) -> (Topology, Ledger) {
+    let t = Topology::uniform(2, 1, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, &v_spec);
+    place(&t, &mut l, &spec("u", 1, Class::Burstable));
+    place(&t, &mut l, &spec("w", 1, Class::Burstable));
+    assert_eq!(l.vcpu(&key("v")).unwrap().held_on, Some(0));
+    assert_eq!(l.vcpu(&key("u")).unwrap().held_on, Some(1));
+    assert_eq!(l.vcpu(&key("w")).unwrap().backing, Backing::Mrif);
+    for (vm, rate) in [("v", v), ("u", u), ("w", w)] {
+        measured(&mut l, vm, rate);
+    }
+    l.verify(&t).unwrap();
+    (t, l)
+}
+
+fn plain(v: u64, u: u64, w: u64) -> (Topology, Ledger) {
+    host(spec("v", 1, Class::Burstable), v, u, w)
+}
+
+#[test]
+fn the_quietest_holder_gives_its_file_to_the_busy_waiter() {
+    let (t, mut l) = plain(100, 30_000, 20_000);
+    let r = plan_rebalance(&t, &l, 2000, 0).expect("worth a move");
+    assert_eq!(
+        r.demote,
+        Move {
+            key: key("v"),
+            from: 0,
+            to: 1,
+            backing: Backing::Mrif
+        }
+    );
+    assert_eq!(r.favoured, key("w"));
+    assert_eq!((r.favoured_rate, r.demoted_rate), (20_000.0, 100.0));
+    // Applied, and once v entered on hart 1, promotion gives w the line.
+    apply_moves(&mut l, [&r.demote], 2000).unwrap();
+    assert!(
+        plan_rebalance(&t, &l, 2000, 0).is_none(),
+        "one in flight at a time"
+    );
+    l.observed(&key("v"), None, None).unwrap();
+    let promoted = plan_promotions(&t, &l, 2000, 0);
+    assert_eq!(promoted.len(), 1, "{promoted:?}");
+    assert_eq!((promoted[0].key.clone(), promoted[0].to), (key("w"), 0));
+}
+
+#[test]
+fn a_move_must_be_worth_four_times_and_a_thousand_a_second() {
+    let (t, l) = plain(1000, 30_000, 3_999);
+    assert!(plan_rebalance(&t, &l, 2000, 0).is_none(), "under 4x");
+    let (t, l) = plain(1000, 30_000, 4_000);
+    assert!(
+        plan_rebalance(&t, &l, 2000, 0).is_some(),
+        "4x and 3,000/s more"
+    );
+    let (t, l) = plain(0, 30_000, 999);
+    assert!(plan_rebalance(&t, &l, 2000, 0).is_none(), "999/s more");
+    let (t, l) = plain(0, 30_000, 1000);
+    assert!(plan_rebalance(&t, &l, 2000, 0).is_some(), "1,000/s more");
+}
+
+#[test]
+fn a_holder_of_higher_priority_keeps_its_file() {
+    let (t, l) = host(
+        spec("v", 1, Class::Burstable).with_priority(1),
+        100,
+        30_000,
+        20_000,
+    );
+    assert!(plan_rebalance(&t, &l, 2000, 0).is_none());
+}
+
+#[test]
+fn nobody_moved_within_the_interval_moves_again() {
+    const MIN: Millis = 60_000;
+    let (t, mut l) = plain(100, 30_000, 20_000);
+    // w was moved at 5 s (to hart 1, where it waits beside u's line).
+    l.move_vcpu(&key("w"), 1, Backing::Mrif, 5000, true)
+        .unwrap();
+    assert!(plan_rebalance(&t, &l, 5000 + MIN - 1, MIN).is_none());
+    assert!(plan_rebalance(&t, &l, 5000 + MIN, MIN).is_some());
+    // v was moved at 5 s (there and back, keeping its line): it keeps
+    // its file for the interval.
+    let (t, mut l) = plain(100, 30_000, 20_000);
+    l.move_vcpu(&key("v"), 1, Backing::VsFile, 4000, true)
+        .unwrap();
+    l.move_vcpu(&key("v"), 0, Backing::VsFile, 5000, true)
+        .unwrap();
+    l.verify(&t).unwrap();
+    assert!(plan_rebalance(&t, &l, 5000 + MIN - 1, MIN).is_none());
+    assert!(plan_rebalance(&t, &l, 5000 + MIN, MIN).is_some());
+}
+
+/// `plain`, with w moved to wait on hart 1 beside u's line, and q, quiet,
+/// waiting on hart 0 (v's), where it may use `q_harts`.
+fn with_q_beside_v(q_harts: &[HartId]) -> (Topology, Ledger) {
+    let (t, mut l) = plain(100, 30_000, 20_000);
+    l.move_vcpu(&key("w"), 1, Backing::Mrif, 0, true).unwrap();
+    place(
+        &t,
+        &mut l,
+        &spec("q", 1, Class::Burstable).with_harts(q_harts),
+    );
+    measured(&mut l, "q", 10);
+    assert_eq!(l.vcpu(&key("q")).unwrap().hart, 0);
+    (t, l)
+}
+
+#[test]
+fn the_other_waiters_on_the_hart_move_away_so_that_kvm_gives_the_line_to_the_busy_one() {
+    let (t, l) = with_q_beside_v(&[]);
+    let r = plan_rebalance(&t, &l, 2000, 0).expect("worth a move");
+    assert_eq!((r.favoured, r.demote.key.clone()), (key("w"), key("v")));
+    let q_away = Move {
+        key: key("q"),
+        from: 0,
+        to: 1,
+        backing: Backing::Mrif,
+    };
+    assert_eq!(r.cleared, [q_away]);
+    // q may wait nowhere else: KVM would give q the line, so no rebalance.
+    let (t, l) = with_q_beside_v(&[0]);
+    assert!(plan_rebalance(&t, &l, 2000, 0).is_none());
+}
