@@ -160,6 +160,8 @@ pub struct Vcpu {
     pub tid: Option<u32>,
     /// Interrupts per second hinted at placement; null: no hint.
     pub expected_irq_rate: Option<f64>,
+    /// Interrupts per second ifad counts it as taking (measured or hinted).
+    pub irq_rate: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -267,6 +269,7 @@ impl From<v1::Vcpu> for Vcpu {
             vsfile_hpa: (v.vsfile_hpa != 0).then(|| hex(v.vsfile_hpa)),
             tid: (v.tid != 0).then_some(v.tid),
             expected_irq_rate: v.expected_irq_rate,
+            irq_rate: v.irq_rate,
         }
     }
 }

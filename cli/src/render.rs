@@ -164,6 +164,7 @@ fn vcpus(vcpus: &[Vcpu]) -> String {
         "GUEST IMSIC GPA",
         "VS-FILE HPA",
         "TID",
+        "IRQ/S",
         "IRQ/S HINT",
     ];
     table(
@@ -179,6 +180,7 @@ fn vcpus(vcpus: &[Vcpu]) -> String {
                     .unwrap_or_else(|| "unknown".into()),
                 hpa(v),
                 v.tid.map_or("-".into(), |t| t.to_string()),
+                format!("{:.0}", v.irq_rate),
                 v.expected_irq_rate.map_or("-".into(), |r| r.to_string()),
             ]
         }),
@@ -281,6 +283,7 @@ mod tests {
                     vsfile_hpa: Some("0x28019000".into()),
                     tid: Some(4242),
                     expected_irq_rate: Some(2500.0),
+                    irq_rate: 31_000.4,
                 },
                 Vcpu {
                     vcpu: 1,
@@ -292,6 +295,7 @@ mod tests {
                     vsfile_hpa: None,
                     tid: None,
                     expected_irq_rate: None,
+                    irq_rate: 0.0,
                 },
             ],
         };
@@ -306,12 +310,15 @@ mod tests {
             "web-1  burstable  auto      ready  2      1       1     -"
         );
         let out = super::vm(&vm);
-        assert!(out.contains("VS-FILE HPA  TID   IRQ/S HINT"), "{out}");
-        assert!(out.contains("0x28019000   4242  2500"), "{out}");
+        assert!(
+            out.contains("VS-FILE HPA  TID   IRQ/S  IRQ/S HINT"),
+            "{out}"
+        );
+        assert!(out.contains("0x28019000   4242  31000  2500"), "{out}");
         assert!(out.contains("DEVICES      -"), "{out}");
         assert!(out.contains("GUEST IMSIC  unknown"), "{out}");
         assert!(
-            out.contains("1     12    mrif     -     unknown          -            -     -"),
+            out.contains("1     12    mrif     -     unknown          -            -     0      -"),
             "{out}"
         );
     }

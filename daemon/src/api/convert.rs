@@ -61,6 +61,7 @@ fn vcpu_to_proto(v: VcpuView) -> v1::Vcpu {
         vsfile_line: v.line.map_or(0, u32::from),
         tid: v.tid.unwrap_or(0),
         expected_irq_rate: v.expected_irq_rate.map(IrqRate::per_second),
+        irq_rate: v.irq_rate,
     }
 }
 

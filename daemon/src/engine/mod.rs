@@ -203,7 +203,10 @@ impl Engine {
     pub fn vm(&self, id: &VmId) -> Result<VmView, CoreError> {
         self.ledger
             .vm(id)
-            .map(|r| VmView::new(r, self.topology(), &self.host.vcpu_threads(id)))
+            .map(|r| {
+                let rates = self.ledger.interrupt_rates(r);
+                VmView::new(r, self.topology(), &self.host.vcpu_threads(id), rates)
+            })
             .ok_or_else(|| CoreError::VmNotFound(id.clone()))
     }
 
@@ -212,7 +215,10 @@ impl Engine {
         let mut vms: Vec<VmView> = self
             .ledger
             .vms()
-            .map(|r| VmView::new(r, self.topology(), &self.host.vcpu_threads(&r.id)))
+            .map(|r| {
+                let rates = self.ledger.interrupt_rates(r);
+                VmView::new(r, self.topology(), &self.host.vcpu_threads(&r.id), rates)
+            })
             .collect();
         vms.sort_by(|a, b| a.vm.cmp(&b.vm));
         vms

@@ -15,7 +15,7 @@ use crate::engine::view::{MoveView, VcpuView, VmView};
 use crate::engine::{Engine, EngineError};
 
 /// The reply to a placement (or to advice, which changes nothing).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PlaceOutcome {
     pub vm: VmView,
     /// Burstable vCPUs that gave up their VS-files to make room.
@@ -23,7 +23,7 @@ pub struct PlaceOutcome {
 }
 
 /// One vCPU before and after a migration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MoveOutcome {
     pub before: VcpuView,
     pub after: VcpuView,

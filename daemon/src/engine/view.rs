@@ -84,7 +84,7 @@ impl HartView {
 }
 
 /// One vCPU with the record irqbypass needs: {gpa, hpa, is_mrif}.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VcpuView {
     pub vcpu: u32,
     pub hart: HartId,
@@ -98,6 +98,8 @@ pub struct VcpuView {
     pub tid: Option<u32>,
     /// Interrupts per second hinted at placement; `None`: no hint.
     pub expected_irq_rate: Option<IrqRate>,
+    /// Interrupts per second ifad counts it as taking (measured or hinted).
+    pub irq_rate: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +127,7 @@ impl VmState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VmView {
     pub vm: String,
     pub class: Class,
@@ -171,12 +173,18 @@ fn guest_msi(layout: Option<&GuestImsicLayout>, vcpus: usize) -> Option<GuestMsi
 }
 
 impl VmView {
-    pub fn new(record: &VmRecord, topology: &Topology, tids: &[Option<u32>]) -> Self {
+    pub fn new(
+        record: &VmRecord,
+        topology: &Topology,
+        tids: &[Option<u32>],
+        rates: impl Iterator<Item = f64>,
+    ) -> Self {
         let vcpus = record
             .vcpus
             .iter()
+            .zip(rates)
             .enumerate()
-            .map(|(i, v)| {
+            .map(|(i, (v, irq_rate))| {
                 let hpa = match (v.backing, v.line, topology.hart(v.hart)) {
                     (Backing::VsFile, Some(line), Some(h)) => h.vsfile_pa(line),
                     _ => 0,
@@ -194,6 +202,7 @@ impl VmView {
                     vsfile_hpa: hpa,
                     tid: tids.get(i).copied().flatten(),
                     expected_irq_rate: v.expected_irq_rate,
+                    irq_rate,
                 }
             })
             .collect();
@@ -244,6 +253,10 @@ impl VmView {
                     vsfile_hpa: 0,
                     tid: None,
                     expected_irq_rate: spec.expected_irq_rates.as_ref().map(|r| r[i]),
+                    irq_rate: spec
+                        .expected_irq_rates
+                        .as_ref()
+                        .map_or(0.0, |r| r[i].per_second()),
                 })
                 .collect(),
             guest_imsic: spec.guest_imsic.clone(),
