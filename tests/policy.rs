@@ -43,8 +43,11 @@ fn guaranteed_swaps_out_burstable_vcpus_and_names_them() {
 }
 
 #[test]
-fn vcpus_of_vms_with_devices_are_demoted_last_and_low_priority_first() {
-    let d = Daemon::simulate("harts=3,files=1");
+fn low_priority_is_demoted_first_and_devices_break_ties() {
+    // Nothing is measured (the simulated vCPUs take no interrupts): by
+    // priority (the operator's override), then devices kept, then newest.
+    let d = Daemon::simulate("harts=4,files=1");
+    d.json("place --vm plain --vcpus 1 --class burstable");
     d.json("place --vm dev --vcpus 1 --class burstable --device 0000:03:00.0");
     d.json("place --vm high --vcpus 1 --class burstable --priority 10");
     d.json("place --vm low --vcpus 1 --class burstable --priority -1");
@@ -55,7 +58,7 @@ fn vcpus_of_vms_with_devices_are_demoted_last_and_low_priority_first() {
         .iter()
         .map(|m| m["vm"].as_str().unwrap())
         .collect();
-    assert_eq!(who, ["low", "high"]);
+    assert_eq!(who, ["low", "plain"]);
     assert_eq!(backings(&d.json("vm dev")), ["vsfile"]);
 }
 

@@ -517,6 +517,12 @@ impl Ledger {
         Ok(self.pressure_at(seq, key.vcpu).per_second(hint))
     }
 
+    /// Interrupts per second of vCPU `vcpu` of the VM placed as `seq`.
+    pub fn rate_at(&self, seq: u64, vcpu: u32) -> f64 {
+        let hint = self.vms[&seq].vcpus[vcpu as usize].expected_irq_rate;
+        self.pressure_at(seq, vcpu).per_second(hint)
+    }
+
     /// Interrupts per second of each of a VM's vCPUs, in vCPU order.
     pub fn interrupt_rates<'a>(&'a self, vm: &'a VmRecord) -> impl Iterator<Item = f64> + 'a {
         vm.vcpus.iter().enumerate().map(move |(i, v)| {

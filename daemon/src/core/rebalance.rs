@@ -48,25 +48,34 @@ pub fn plan_rebalance(
     }
     let moved_recently =
         |t: Option<Millis>| t.is_some_and(|t| now.saturating_sub(t) < min_interval);
-    ledger
-        .waiting()
-        .filter(|w| {
-            let vm = ledger.vm_by_seq(w.seq).expect("indexed");
-            !moved_recently(vm.vcpus[w.vcpu as usize].moved_at)
+    let record =
+        |seq: u64, vcpu: u32| &ledger.vm_by_seq(seq).expect("indexed").vcpus[vcpu as usize];
+    // Holders that may give their file up at all, quietest first, with
+    // their harts and rates: the same for every waiter.
+    let holders: Vec<(&VictimKey, HartId, f64)> = ledger
+        .victims()
+        .filter(|v| {
+            let r = record(v.seq(), v.vcpu);
+            !moved_recently(r.moved_at) && r.held_on == Some(r.hart)
         })
         .take(LOOKED_AT)
+        .map(|v| {
+            (
+                v,
+                record(v.seq(), v.vcpu).hart,
+                ledger.rate_at(v.seq(), v.vcpu),
+            )
+        })
+        .collect();
+    ledger
+        .waiting()
+        .filter(|w| !moved_recently(record(w.seq, w.vcpu).moved_at))
+        .take(LOOKED_AT)
         .find_map(|w| {
-            let favoured = ledger.key_of(w.seq, w.vcpu);
-            let favoured_rate = ledger.interrupt_rate(&favoured).ok()?;
+            let favoured_rate = ledger.rate_at(w.seq, w.vcpu);
             let waiter_vm = ledger.vm_by_seq(w.seq).expect("indexed");
-            ledger.victims().take(LOOKED_AT).find_map(|v| {
-                let record = &ledger.vm_by_seq(v.seq()).expect("indexed").vcpus[v.vcpu as usize];
-                let demoted_rate = ledger
-                    .interrupt_rate(&ledger.key_of(v.seq(), v.vcpu))
-                    .ok()?;
-                let eligible = !moved_recently(record.moved_at)
-                    && record.held_on == Some(record.hart)
-                    && waiter_vm.allows(record.hart)
+            holders.iter().find_map(|&(v, hart, demoted_rate)| {
+                let eligible = waiter_vm.allows(hart)
                     && v.priority <= w.priority.0
                     && worth_it(favoured_rate, demoted_rate);
                 if !eligible {
@@ -76,7 +85,7 @@ pub fn plan_rebalance(
                 Some(Rebalance {
                     demote,
                     cleared,
-                    favoured: favoured.clone(),
+                    favoured: ledger.key_of(w.seq, w.vcpu),
                     favoured_rate,
                     demoted_rate,
                 })
