@@ -176,7 +176,8 @@ EOF
     fi
     local m
     for m in ifad_vcpus ifad_placement_refusals_total ifad_mrif_fallbacks_total \
-        ifad_hart_vsfiles_used ifad_decision_duration_seconds_bucket; do
+        ifad_hart_vsfiles_used ifad_decision_duration_seconds_bucket \
+        ifad_interrupts_per_second ifad_rebalances_total; do
         if ! grep -q "^$m[{ ]" "$TMP/metrics.txt"; then
             MSG="$m missing from $url"
             return 1
