@@ -1,6 +1,6 @@
 use super::*;
 use crate::core::request::PlaceSpec;
-use crate::core::test_support::{run_all, spec};
+use crate::core::test_support::{measured, run_all, spec};
 use crate::core::{Class, CoreError, VmId};
 
 /// Places a VM and lets every vCPU enter, as the engine's settle does.
@@ -864,13 +864,6 @@ fn a_burstable_vcpu_is_not_sent_to_wait_on_a_hart_whose_lines_are_over_reserved(
         Err(CoreError::Refused(kind, _, _)) => assert_eq!(kind, Refusal::WouldStrand),
         other => panic!("{other:?}"),
     }
-}
-
-/// Two readings of a vCPU's interrupt count, one second apart.
-fn measured(l: &mut Ledger, vm: &str, per_second: u64) {
-    let k = key(vm, 0);
-    l.observe_interrupts(&k, Some(0), 0).unwrap();
-    l.observe_interrupts(&k, Some(per_second), 1000).unwrap();
 }
 
 fn first_demoted(t: &Topology, l: &Ledger) -> VmId {

@@ -1,7 +1,7 @@
 use super::*;
 use crate::core::policy::{apply_moves, apply_placement, plan_place, plan_promotions};
 use crate::core::request::PlaceSpec;
-use crate::core::test_support::{run_all, spec};
+use crate::core::test_support::{measured, run_all, spec};
 use crate::core::{Class, VmId};
 
 fn key(vm: &str) -> VcpuKey {
@@ -15,13 +15,6 @@ fn place(t: &Topology, l: &mut Ledger, s: &PlaceSpec) {
     let p = plan_place(t, l, s).unwrap();
     apply_placement(l, s, &p, 0).unwrap();
     run_all(l);
-}
-
-/// Two readings of a vCPU's interrupt count, one second apart.
-fn measured(l: &mut Ledger, vm: &str, per_second: u64) {
-    l.observe_interrupts(&key(vm), Some(0), 0).unwrap();
-    l.observe_interrupts(&key(vm), Some(per_second), 1000)
-        .unwrap();
 }
 
 /// Two harts of one file: `v` holds hart 0's, `u` hart 1's, and `w`

@@ -2,7 +2,7 @@
 //! ledger predicts them.
 
 use crate::core::request::PlaceSpec;
-use crate::core::{Backing, Class, HartId, Ledger, VcpuKey};
+use crate::core::{Backing, Class, HartId, Ledger, VcpuKey, VmId};
 
 /// A request with no devices.
 pub fn spec(vm: &str, vcpus: u32, class: Class) -> PlaceSpec {
@@ -27,4 +27,15 @@ pub fn run_all(l: &mut Ledger) {
     for (key, held) in all {
         l.observed(&key, held, held.map(|_| 1)).unwrap();
     }
+}
+
+/// Two readings of vCPU 0's interrupt count one second apart: it takes
+/// `per_second`.
+pub fn measured(l: &mut Ledger, vm: &str, per_second: u64) {
+    let key = VcpuKey {
+        vm: VmId::parse(vm).unwrap(),
+        vcpu: 0,
+    };
+    l.observe_interrupts(&key, Some(0), 0).unwrap();
+    l.observe_interrupts(&key, Some(per_second), 1000).unwrap();
 }
