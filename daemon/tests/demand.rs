@@ -101,3 +101,46 @@ fn a_busy_waiter_gets_the_file_of_a_quiet_holder_within_a_tick() {
     assert_eq!(backing(&e, "new"), Backing::VsFile);
     assert!(metrics.render().contains("ifad_rebalances_total 1"));
 }
+
+#[test]
+fn a_tick_reads_a_share_of_a_large_host_and_the_next_ones_the_rest() {
+    // Four VMs of 100 vCPUs: a tick reads whole VMs until 256 vCPUs are
+    // read, so the first reads VMs 0-2 and the second starts with VM 3.
+    let mut e = Engine::new(
+        Box::new(SimHost::from_spec(&SimSpec {
+            harts: 8,
+            files: 5,
+            numa: 1,
+        })),
+        Metrics::new("test", "simulated"),
+        EngineConfig::default(),
+    );
+    let names = ["v0", "v1", "v2", "v3"];
+    for vm in names {
+        let spec = PlaceSpec::parse(vm, 100, Some(Class::BestEffort), &[]).unwrap();
+        e.place(spec, 0).unwrap();
+        for vcpu in 0..100 {
+            let sim = e.host_mut().sim().unwrap();
+            sim.set_irq_rate(&id(vm), vcpu, 1000.0).unwrap();
+        }
+    }
+    let rate = |e: &Engine, vm: &str| e.ledger().interrupt_rate(&key(vm)).unwrap();
+    for now in [0, 1000] {
+        e.host_mut().sim().unwrap().advance(now);
+        e.tick(now);
+    }
+    // v0 was read at both ticks; v3 only at the second.
+    assert!((rate(&e, "v0") - 1000.0).abs() < 1.0, "{}", rate(&e, "v0"));
+    assert_eq!(rate(&e, "v3"), 0.0);
+    for now in [2000, 3000] {
+        e.host_mut().sim().unwrap().advance(now);
+        e.tick(now);
+    }
+    for vm in names {
+        assert!(
+            (rate(&e, vm) - 1000.0).abs() < 1.0,
+            "{vm}: {}",
+            rate(&e, vm)
+        );
+    }
+}

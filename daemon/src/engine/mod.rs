@@ -65,6 +65,9 @@ pub struct Engine {
     /// Failures that repeat (every tick, every retry) are counted, not
     /// printed each time.
     repeats: Repeats,
+    /// The placement seq of the VM whose interrupt counts the next tick
+    /// reads first (ticks read a share each, in turn).
+    measure_from: u64,
 }
 
 impl Engine {
@@ -81,6 +84,7 @@ impl Engine {
             store: None,
             events: EventLog::default(),
             repeats: Repeats::default(),
+            measure_from: 0,
         };
         engine
             .metrics
