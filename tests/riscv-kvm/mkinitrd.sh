@@ -9,6 +9,9 @@ mkdir -p $w/{bin,sbin,proc,sys,dev,tmp,run,lib/modules,scenarios}
 cp $CACHE/busybox/usr/bin/busybox $w/bin/busybox
 ln -s busybox $w/bin/sh
 xz -dc $CACHE/kroot/usr/lib/modules/$kver/kernel/arch/riscv/kvm/kvm.ko.xz > $w/lib/modules/kvm.ko
+# The driver of the emulated host's virtio-rng-pci device (09: an MSI-X device
+# standing in for an assigned one; virtio-pci and rng-core are built in).
+xz -dc $CACHE/kroot/usr/lib/modules/$kver/kernel/drivers/char/hw_random/virtio-rng.ko.xz > $w/lib/modules/virtio-rng.ko
 bin=$CACHE/target/riscv64gc-unknown-linux-gnu/release
 cp $bin/ifad $bin/ifactl $w/bin/
 # The nested VMM: riscv64 QEMU and its shared-library closure.

@@ -14,6 +14,7 @@ log=$CACHE/boot.log
 kver=$(kernel_version)
 timeout "${BOOT_TIMEOUT:-1500}" qemu-system-riscv64 \
     -machine virt,aia=aplic-imsic,aia-guests=5 -cpu rv64,h=true -smp 4 -m 2G \
+    -device virtio-rng-pci \
     -nographic -no-reboot \
     -kernel "$CACHE/kroot/usr/lib/modules/$kver/vmlinuz" -initrd "$CACHE/initrd.gz" \
     -append "console=ttyS0 quiet loglevel=4 rdinit=/init" >"$log" 2>&1 </dev/null || true

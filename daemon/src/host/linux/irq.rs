@@ -91,6 +91,10 @@ pub enum Outcome {
     },
     /// Given up earlier (permanent error), or waiting out a backoff.
     Skipped { irq: u32 },
+    /// The kernel took the move and will make it at the IRQ's next
+    /// interrupt (GENERIC_PENDING_IRQ, as RISC-V's IMSIC has): until then it
+    /// is delivered where it was. Checked again at every steer.
+    Pending { irq: u32, hart: HartId },
 }
 
 /// The label of a move the kernel took but routed elsewhere.
@@ -139,6 +143,9 @@ struct IrqState {
     abandoned: bool,
     failures: u32,
     retry_at: Millis,
+    /// A move written but not seen in effect yet, with the IRQ's interrupt
+    /// count at the write (`None`: not in /proc/interrupts).
+    unconfirmed: Option<Option<u64>>,
 }
 
 /// Longest wait between retries of a transiently failing IRQ.
@@ -189,55 +196,100 @@ impl Steering {
 
     fn steer_one(&mut self, irq: u32, hart: HartId, now: Millis) -> Outcome {
         let state = self.irqs.entry(irq).or_default();
-        if state.abandoned || now < state.retry_at || state.applied == Some(hart) {
+        if state.applied == Some(hart) {
+            return match state.unconfirmed {
+                Some(fired) => self.confirm(irq, hart, fired),
+                None => Outcome::Skipped { irq },
+            };
+        }
+        if state.abandoned || now < state.retry_at {
             return Outcome::Skipped { irq };
         }
         let dir = self.root.join(format!("proc/irq/{irq}"));
-        let want = hart.to_string();
         let current = self.fs.read(&dir.join("smp_affinity_list")).ok();
         if current.as_deref().and_then(cpulist::parse) == Some(vec![hart]) {
+            let state = self.irqs.entry(irq).or_default();
             state.failures = 0;
             state.applied = Some(hart);
             return Outcome::Unchanged { irq, hart };
         }
-        match self.fs.write(&dir.join("smp_affinity_list"), &want) {
+        let fired = self.fired(irq);
+        match self
+            .fs
+            .write(&dir.join("smp_affinity_list"), &hart.to_string())
+        {
             Ok(()) => {
+                let state = self.irqs.entry(irq).or_default();
                 state.failures = 0;
                 state.applied = Some(hart);
-                let effective = self
-                    .fs
-                    .read(&dir.join("effective_affinity_list"))
-                    .ok()
-                    .and_then(|s| cpulist::parse(&s))
-                    .unwrap_or_default();
-                Outcome::Moved {
-                    irq,
-                    hart,
-                    effective,
+                state.unconfirmed = Some(fired);
+                self.confirm(irq, hart, fired)
+            }
+            Err(e) => self.failed(irq, hart, now, e),
+        }
+    }
+
+    /// Where the kernel delivers a moved IRQ now: where asked, done; still
+    /// elsewhere and not fired since the write (`fired`: its count then),
+    /// pending; fired and still elsewhere (or its count unknown), the
+    /// kernel routed it there: `Moved` with that effective affinity.
+    fn confirm(&mut self, irq: u32, hart: HartId, fired: Option<u64>) -> Outcome {
+        let effective = self
+            .fs
+            .read(
+                &self
+                    .root
+                    .join(format!("proc/irq/{irq}/effective_affinity_list")),
+            )
+            .ok()
+            .and_then(|s| cpulist::parse(&s))
+            .unwrap_or_default();
+        let in_effect = effective.is_empty() || effective.contains(&hart);
+        let fired_since = match (fired, self.fired(irq)) {
+            (Some(then), Some(now)) => now > then,
+            _ => true,
+        };
+        if !in_effect && !fired_since {
+            return Outcome::Pending { irq, hart };
+        }
+        self.irqs.entry(irq).or_default().unconfirmed = None;
+        Outcome::Moved {
+            irq,
+            hart,
+            effective,
+        }
+    }
+
+    /// The IRQ's interrupts so far, all CPUs (its /proc/interrupts line).
+    fn fired(&self, irq: u32) -> Option<u64> {
+        let all = self.fs.read(&self.root.join("proc/interrupts")).ok()?;
+        let label = format!("{irq}:");
+        let line = all.lines().find(|l| l.trim_start().starts_with(&label))?;
+        let counts = line.trim_start()[label.len()..].split_whitespace();
+        Some(counts.map_while(|c| c.parse::<u64>().ok()).sum())
+    }
+
+    fn failed(&mut self, irq: u32, hart: HartId, now: Millis, e: io::Error) -> Outcome {
+        let class = ErrorClass::of(&e);
+        let state = self.irqs.entry(irq).or_default();
+        match class {
+            ErrorClass::Transient => {
+                state.failures += 1;
+                let wait = FIRST_BACKOFF << state.failures.min(6);
+                state.retry_at = now + wait.min(MAX_BACKOFF);
+            }
+            ErrorClass::TargetFull => {
+                if !self.full.contains(&hart) {
+                    self.full.push(hart);
                 }
             }
-            Err(e) => {
-                let class = ErrorClass::of(&e);
-                match class {
-                    ErrorClass::Transient => {
-                        state.failures += 1;
-                        let wait = FIRST_BACKOFF << state.failures.min(6);
-                        state.retry_at = now + wait.min(MAX_BACKOFF);
-                    }
-                    ErrorClass::TargetFull => {
-                        if !self.full.contains(&hart) {
-                            self.full.push(hart);
-                        }
-                    }
-                    ErrorClass::Permanent => state.abandoned = true,
-                }
-                Outcome::Failed {
-                    irq,
-                    hart,
-                    class,
-                    error: e.to_string(),
-                }
-            }
+            ErrorClass::Permanent => state.abandoned = true,
+        }
+        Outcome::Failed {
+            irq,
+            hart,
+            class,
+            error: e.to_string(),
         }
     }
 }

@@ -6,12 +6,14 @@ use super::*;
 /// A write that succeeds sets the IRQ's effective affinity to what was asked,
 /// unless `routes` names the IRQ's smp_affinity_list: then the kernel routes
 /// it there instead (as Linux does for a managed IRQ, or an irqchip that
-/// cannot reach the CPU asked for).
+/// cannot reach the CPU asked for); with `pending`, it leaves it as it was
+/// (the move waits for the IRQ's next interrupt, as on RISC-V's IMSIC).
 #[derive(Clone, Default)]
 struct FakeFs {
     files: Arc<Mutex<HashMap<PathBuf, String>>>,
     fail: Arc<Mutex<HashMap<PathBuf, Errno>>>,
     routes: Arc<Mutex<HashMap<PathBuf, String>>>,
+    pending: Arc<Mutex<bool>>,
     writes: Arc<Mutex<u32>>,
 }
 
@@ -25,6 +27,13 @@ impl FakeFs {
                 .insert(PathBuf::from("/r").join(p), c.to_string());
         }
         fs
+    }
+
+    fn set(&self, path: &str, content: &str) {
+        self.files
+            .lock()
+            .unwrap()
+            .insert(PathBuf::from("/r").join(path), content.to_string());
     }
 }
 
@@ -45,8 +54,9 @@ impl IrqFs for FakeFs {
         }
         let mut files = self.files.lock().unwrap();
         files.insert(path.to_path_buf(), format!("{data}\n"));
-        // IMSIC moves an IRQ to exactly the one CPU asked for, unless told
-        // otherwise.
+        if *self.pending.lock().unwrap() {
+            return Ok(());
+        }
         let eff = path.with_file_name("effective_affinity_list");
         let routed = self.routes.lock().unwrap().get(path).cloned();
         files.insert(eff, routed.unwrap_or_else(|| format!("{data}\n")));
@@ -276,4 +286,63 @@ fn reports_the_effective_affinity_the_kernel_chose_not_the_one_asked_for() {
         [Outcome::Skipped { irq: 40 }, Outcome::Skipped { irq: 41 }]
     );
     assert_eq!(*fs.writes.lock().unwrap(), 2);
+}
+
+/// IRQ 40 on CPU 3, where it has fired 7 times; the kernel makes moves at
+/// the next interrupt (GENERIC_PENDING_IRQ, as RISC-V's IMSIC does).
+fn pending_kernel() -> FakeFs {
+    let fs = FakeFs::with(&[
+        ("proc/irq/40/smp_affinity_list", "3\n"),
+        ("proc/irq/40/effective_affinity_list", "3\n"),
+    ]);
+    fs.set("proc/interrupts", &interrupts([0, 0, 0, 7]));
+    *fs.pending.lock().unwrap() = true;
+    fs
+}
+
+/// /proc/interrupts with IRQ 40's counts on 4 CPUs.
+fn interrupts(counts: [u64; 4]) -> String {
+    let [a, b, c, d] = counts;
+    format!(
+        "           CPU0       CPU1       CPU2       CPU3\n 10:  1  2  3  4  RISC-V INTC   5 Edge  riscv-timer\n \
+         40:  {a}  {b}  {c}  {d}  IMSIC-PCI-MSIX-0000:00:01.0   0 Edge  virtio0-config\n"
+    )
+}
+
+#[test]
+fn a_move_the_kernel_makes_at_the_next_interrupt_is_pending_not_rerouted() {
+    let fs = pending_kernel();
+    let mut s = Steering::new("/r".into(), Box::new(fs.clone()));
+    let pending = Outcome::Pending { irq: 40, hart: 1 };
+    assert_eq!(s.steer(&[40], &[1], 0), [pending.clone()]);
+    // It has not fired yet: still pending, and not written again.
+    assert_eq!(s.steer(&[40], &[1], 500), [pending]);
+    assert_eq!(*fs.writes.lock().unwrap(), 1);
+    // It fires, on the CPU asked for: the move is confirmed, once.
+    fs.set("proc/interrupts", &interrupts([0, 1, 0, 7]));
+    fs.set("proc/irq/40/effective_affinity_list", "1\n");
+    let out = s.steer(&[40], &[1], 1000);
+    let moved = Outcome::Moved {
+        irq: 40,
+        hart: 1,
+        effective: vec![1],
+    };
+    assert_eq!(out, [moved]);
+    assert_eq!(out[0].rerouted(), None);
+    assert_eq!(s.steer(&[40], &[1], 1500), [Outcome::Skipped { irq: 40 }]);
+}
+
+#[test]
+fn a_move_still_elsewhere_after_the_irq_fired_was_rerouted() {
+    let fs = pending_kernel();
+    let mut s = Steering::new("/r".into(), Box::new(fs.clone()));
+    assert!(matches!(
+        s.steer(&[40], &[1], 0)[0],
+        Outcome::Pending { .. }
+    ));
+    // It fired, and still on CPU 3: the kernel routes it there.
+    fs.set("proc/interrupts", &interrupts([0, 0, 0, 8]));
+    let out = s.steer(&[40], &[1], 500);
+    assert_eq!(out[0].rerouted(), Some(&[3][..]), "{out:?}");
+    assert_eq!(s.steer(&[40], &[1], 1000), [Outcome::Skipped { irq: 40 }]);
 }
