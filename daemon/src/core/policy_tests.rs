@@ -933,3 +933,24 @@ fn promotion_gives_a_freed_file_to_the_busiest_waiter() {
     measured(&mut l, "w", 40_000);
     assert_eq!(plan_promotions(&t, &l, 0, 0), [to_hart_0("w")]);
 }
+
+#[test]
+fn interrupt_rates_give_each_vcpu_its_rate_in_vcpu_order() {
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    let rates: Vec<crate::core::IrqRate> = [10.0, 0.0, 2e4]
+        .into_iter()
+        .map(|r| r.try_into().unwrap())
+        .collect();
+    let hinted = spec("h", 3, Class::Burstable)
+        .with_expected_irq_rates(rates)
+        .unwrap();
+    place_spec(&t, &mut l, &hinted);
+    measured(&mut l, "h", 50_000);
+    let vm = l.vm(&id("h")).unwrap();
+    let got: Vec<f64> = l.interrupt_rates(vm).collect();
+    assert_eq!(got, [50_000.0, 0.0, 20_000.0]);
+    for (i, &r) in got.iter().enumerate() {
+        assert_eq!(l.interrupt_rate(&key("h", i as u32)).unwrap(), r);
+    }
+}

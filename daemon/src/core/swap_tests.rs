@@ -447,3 +447,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_hart_whose_free_lines_all_go_to_movers_is_full_for_the_demoted() {
+    // Hart 0 of 2 lines: b holds one, the other is free. Once a mover takes
+    // that free line, KVM holds (or hands out) every line and none is the
+    // guaranteed VM's: a demoted vCPU may wait there. Until then it may not.
+    let t = Topology::uniform(2, 2, 1);
+    let mut l = Ledger::new(&t);
+    place(&t, &mut l, &spec("b", 1, Class::Burstable).with_harts(&[0]));
+    let eligible: Vec<HartId> = vec![0, 1];
+    let free = [l.free(&t, 0), l.free(&t, 1)];
+    assert_eq!(
+        (free, l.load(0).held),
+        ([1, 2], 1),
+        "the setup this test needs"
+    );
+    let filled = super::Lander::new(&t, &l, &eligible, &free, true, &[], vec![1, 0]);
+    assert!(filled.full(0));
+    let open = super::Lander::new(&t, &l, &eligible, &free, true, &[], vec![0, 0]);
+    assert!(!open.full(0), "a free line left for the guaranteed VM");
+}
