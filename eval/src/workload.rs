@@ -11,6 +11,10 @@
 //!   seconds, vCPUs halt and wake.
 //! - `hotplug`: steady on 8 x 5, plus harts going offline and back online about
 //!   every 60 s (never more than half of them, so never the last one).
+//! - `shifting`: 8 x 5; burstable VMs only (no priorities, no devices), 1.5
+//!   vCPUs per file, placed in the first minute; every 60 s from t = 60 which
+//!   vCPUs are busy changes (a fifth of them, skewed rates as `oversubscribed`):
+//!   demand that moves while the files stay taken.
 //!
 //! Times are whole milliseconds and rates whole numbers, so that `to_jsonl`
 //! round-trips exactly.
@@ -37,11 +41,14 @@ pub enum Workload {
     Oversubscribed,
     Bursty,
     Hotplug,
+    Shifting,
 }
 
 /// A workload name that is not one of [`Workload::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown workload {0:?}; expected one of steady, oversubscribed, bursty, hotplug")]
+#[error(
+    "unknown workload {0:?}; expected one of steady, oversubscribed, bursty, hotplug, shifting"
+)]
 pub struct UnknownWorkload(pub String);
 
 impl FromStr for Workload {
@@ -62,11 +69,12 @@ impl fmt::Display for Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 4] = [
+    pub const ALL: [Workload; 5] = [
         Workload::Steady,
         Workload::Oversubscribed,
         Workload::Bursty,
         Workload::Hotplug,
+        Workload::Shifting,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +83,7 @@ impl Workload {
             Workload::Oversubscribed => "oversubscribed",
             Workload::Bursty => "bursty",
             Workload::Hotplug => "hotplug",
+            Workload::Shifting => "shifting",
         }
     }
 
@@ -82,7 +91,7 @@ impl Workload {
     pub fn host(self) -> HostSpec {
         let (harts, numa) = match self {
             Workload::Steady | Workload::Bursty => (16, 2),
-            Workload::Oversubscribed | Workload::Hotplug => (8, 1),
+            Workload::Oversubscribed | Workload::Hotplug | Workload::Shifting => (8, 1),
         };
         HostSpec {
             harts,
@@ -99,6 +108,7 @@ impl Workload {
             Workload::Oversubscribed => oversubscribed(&mut g),
             Workload::Bursty => bursty(&mut g),
             Workload::Hotplug => hotplug(&mut g),
+            Workload::Shifting => shifting(&mut g),
         }
         g.finish()
     }
@@ -610,3 +620,27 @@ fn hotplug(g: &mut Gen) {
 #[cfg(test)]
 #[path = "workload_tests.rs"]
 mod tests;
+
+/// Share of busy vCPUs in `shifting`.
+const SHIFTING_BUSY: f64 = 0.2;
+
+fn shifting(g: &mut Gen) {
+    let target = g.host.total_files() * 3 / 2;
+    let mut live = Vec::new();
+    let (mut placed, mut t) = (0, 0.0);
+    while placed < target {
+        let vcpus = g.rng.random_range(2..=8).min(target - placed);
+        let vm = g.place(t, Class::Burstable, vcpus, PlaceOpts::default());
+        g.skewed_rates(t, &vm, SHIFTING_BUSY);
+        placed += vcpus;
+        live.push(vm);
+        t = ms(t + g.rng.random_range(0.5..2.0));
+    }
+    let mut t = 60.0;
+    while t < END - 5.0 {
+        for vm in &live {
+            g.skewed_rates(t, vm, SHIFTING_BUSY);
+        }
+        t += 60.0;
+    }
+}

@@ -91,6 +91,7 @@ fn hosts_are_as_documented() {
     assert_eq!(Workload::Oversubscribed.host(), h(8, 1));
     assert_eq!(Workload::Bursty.host(), h(16, 2));
     assert_eq!(Workload::Hotplug.host(), h(8, 1));
+    assert_eq!(Workload::Shifting.host(), h(8, 1));
 }
 
 /// Ids unique per place, vcpus 1..=16, devices unique, and no op the replay
@@ -133,7 +134,10 @@ fn vms_are_well_formed_and_ops_hit_live_vms() {
                 }
             }
         }
-        assert!(with_devices >= 10, "{w}: {with_devices} VMs with devices");
+        // `shifting` has none by design: demand alone decides there.
+        if w != Workload::Shifting {
+            assert!(with_devices >= 10, "{w}: {with_devices} VMs with devices");
+        }
     }
 }
 
@@ -334,5 +338,47 @@ fn hotplug_takes_harts_off_and_back_never_more_than_half() {
         let rounds: BTreeSet<u64> = offlines.iter().map(|t| (t / 60.0).round() as u64).collect();
         assert!(rounds.len() >= 8, "seed {seed}: {rounds:?}");
         assert!(trace.host.total_files() == 40);
+    }
+}
+
+#[test]
+fn shifting_is_burstable_only_and_changes_who_is_busy_every_minute() {
+    for seed in 1..=5 {
+        let trace = Workload::Shifting.generate(seed);
+        let mut vcpus = 0;
+        // Per minute from t = 60: which vCPUs are busy.
+        let mut busy: BTreeMap<u64, Vec<(String, u32)>> = BTreeMap::new();
+        for e in &trace.events {
+            match &e.op {
+                Op::Place(p) => {
+                    assert_eq!(p.class, Class::Burstable);
+                    assert_eq!(
+                        (p.priority, p.devices.len(), p.harts.is_none()),
+                        (0, 0, true)
+                    );
+                    vcpus += p.vcpus;
+                }
+                Op::Rate {
+                    vm,
+                    vcpu,
+                    irqs_per_s,
+                } if e.t >= 60.0 => {
+                    assert_eq!(e.t % 60.0, 0.0, "rates change on the minute");
+                    let minute = busy.entry(e.t as u64).or_default();
+                    if *irqs_per_s >= 20_000.0 {
+                        minute.push((vm.clone(), *vcpu));
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(vcpus, trace.host.total_files() * 3 / 2, "seed {seed}");
+        assert_eq!(busy.len(), 9, "t = 60, 120, ... 540");
+        let sets: Vec<_> = busy.values().collect();
+        assert!(
+            sets.windows(2).all(|w| w[0] != w[1]),
+            "seed {seed}: the busy ones change"
+        );
+        assert!(sets.iter().all(|s| !s.is_empty()), "seed {seed}");
     }
 }

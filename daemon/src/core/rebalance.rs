@@ -67,30 +67,31 @@ pub fn plan_rebalance(
             )
         })
         .collect();
-    ledger
-        .waiting()
-        .filter(|w| !moved_recently(record(w.seq, w.vcpu).moved_at))
-        .take(LOOKED_AT)
-        .find_map(|w| {
-            let favoured_rate = ledger.rate_at(w.seq, w.vcpu);
-            let waiter_vm = ledger.vm_by_seq(w.seq).expect("indexed");
-            holders.iter().find_map(|&(v, hart, demoted_rate)| {
-                let eligible = waiter_vm.allows(hart)
-                    && v.priority <= w.priority.0
-                    && worth_it(favoured_rate, demoted_rate);
-                if !eligible {
-                    return None;
-                }
-                let (demote, cleared) = moves(topology, ledger, v, w)?;
-                Some(Rebalance {
-                    demote,
-                    cleared,
-                    favoured: ledger.key_of(w.seq, w.vcpu),
-                    favoured_rate,
-                    demoted_rate,
-                })
+    ledger.waiting().take(LOOKED_AT).find_map(|w| {
+        let favoured_rate = ledger.rate_at(w.seq, w.vcpu);
+        let waiter_vm = ledger.vm_by_seq(w.seq).expect("indexed");
+        let waiter = record(w.seq, w.vcpu);
+        holders.iter().find_map(|&(v, hart, demoted_rate)| {
+            // A waiter on the holder's hart gets the line where it is: no
+            // move, so the anti-thrash interval does not hold it back.
+            let may_get = waiter.hart == hart || !moved_recently(waiter.moved_at);
+            let eligible = may_get
+                && waiter_vm.allows(hart)
+                && v.priority <= w.priority.0
+                && worth_it(favoured_rate, demoted_rate);
+            if !eligible {
+                return None;
+            }
+            let (demote, cleared) = moves(topology, ledger, v, w)?;
+            Some(Rebalance {
+                demote,
+                cleared,
+                favoured: ledger.key_of(w.seq, w.vcpu),
+                favoured_rate,
+                demoted_rate,
             })
         })
+    })
 }
 
 /// Whether a waiter taking `waiting` interrupts a second is worth the line

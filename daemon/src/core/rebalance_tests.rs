@@ -144,3 +144,18 @@ fn the_other_waiters_on_the_hart_move_away_so_that_kvm_gives_the_line_to_the_bus
     let (t, l) = with_q_beside_v(&[0]);
     assert!(plan_rebalance(&t, &l, 2000, 0).is_none());
 }
+
+#[test]
+fn a_waiter_on_the_holders_hart_gets_its_line_however_recently_it_moved() {
+    const MIN: Millis = 60_000;
+    // w moved at 5 s, back onto hart 0, v's: it needs no move to take v's
+    // line, so the interval does not hold it back.
+    let (t, mut l) = plain(100, 30_000, 20_000);
+    l.move_vcpu(&key("w"), 1, Backing::Mrif, 4000, true)
+        .unwrap();
+    l.move_vcpu(&key("w"), 0, Backing::Mrif, 5000, true)
+        .unwrap();
+    let r = plan_rebalance(&t, &l, 5000 + MIN - 1, MIN).expect("w is on v's hart");
+    assert_eq!((r.favoured, r.demote.key), (key("w"), key("v")));
+    assert!(r.cleared.is_empty());
+}
