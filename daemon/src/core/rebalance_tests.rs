@@ -159,3 +159,39 @@ fn a_waiter_on_the_holders_hart_gets_its_line_however_recently_it_moved() {
     assert_eq!((r.favoured, r.demote.key), (key("w"), key("v")));
     assert!(r.cleared.is_empty());
 }
+
+#[test]
+fn no_second_rebalance_while_the_first_ones_line_is_being_released() {
+    // Three harts of one file held by quiet a, b and c; busy w1 and w2 wait.
+    let t = Topology::uniform(3, 1, 1);
+    let mut l = Ledger::new(&t);
+    for vm in ["a", "b", "c", "w1", "w2"] {
+        place(&t, &mut l, &spec(vm, 1, Class::Burstable));
+    }
+    for (vm, rate) in [
+        ("a", 10),
+        ("b", 20),
+        ("c", 30),
+        ("w1", 50_000),
+        ("w2", 40_000),
+    ] {
+        measured(&mut l, vm, rate);
+    }
+    let first = plan_rebalance(&t, &l, 2000, 0).expect("worth a move");
+    assert_eq!(first.demote.key, key("a"));
+    apply_moves(
+        &mut l,
+        std::iter::once(&first.demote).chain(&first.cleared),
+        2000,
+    )
+    .unwrap();
+    assert!(l.load(first.demote.from).releasing > 0);
+    assert!(
+        plan_rebalance(&t, &l, 2000, 0).is_none(),
+        "a's line is still held"
+    );
+    // a entered where it waits now: its line is free, and the next
+    // rebalance may come.
+    l.observed(&key("a"), None, None).unwrap();
+    assert!(plan_rebalance(&t, &l, 2000, 0).is_some());
+}
