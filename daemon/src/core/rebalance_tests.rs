@@ -79,6 +79,11 @@ fn a_move_must_be_worth_four_times_and_a_thousand_a_second() {
     assert!(plan_rebalance(&t, &l, 2000, 0).is_none(), "999/s more");
     let (t, l) = plain(0, 30_000, 1000);
     assert!(plan_rebalance(&t, &l, 2000, 0).is_some(), "1,000/s more");
+    let (t, l) = plain(300, 30_000, 1200);
+    assert!(
+        plan_rebalance(&t, &l, 2000, 0).is_none(),
+        "4x but 900/s more"
+    );
 }
 
 #[test]
@@ -194,4 +199,30 @@ fn no_second_rebalance_while_the_first_ones_line_is_being_released() {
     // rebalance may come.
     l.observed(&key("a"), None, None).unwrap();
     assert!(plan_rebalance(&t, &l, 2000, 0).is_some());
+}
+
+#[test]
+fn the_vcpus_that_move_spread_over_the_least_loaded_full_harts() {
+    // Four harts of one file held by a, b, c, d; quiet q1 and q2 wait on
+    // hart 0 (a's), busy w on hart 3. a gives its line to w: a, q1 and q2
+    // each go to the least loaded full hart of the moment.
+    let t = Topology::uniform(4, 1, 1);
+    let mut l = Ledger::new(&t);
+    for vm in ["a", "b", "c", "d", "w", "q1", "q2"] {
+        place(&t, &mut l, &spec(vm, 1, Class::Burstable));
+    }
+    for (vm, hart) in [("w", 3), ("q1", 0), ("q2", 0)] {
+        l.move_vcpu(&key(vm), hart, Backing::Mrif, 0, false)
+            .unwrap();
+    }
+    for (vm, rate) in [("a", 10), ("b", 20), ("c", 30), ("d", 40), ("w", 50_000)] {
+        measured(&mut l, vm, rate);
+    }
+    let r = plan_rebalance(&t, &l, 2000, 0).expect("worth a move");
+    let to: Vec<(VcpuKey, HartId)> = std::iter::once(&r.demote)
+        .chain(&r.cleared)
+        .map(|m| (m.key.clone(), m.to))
+        .collect();
+    // Threads: hart 1 and 2 one each, hart 3 two (d and w).
+    assert_eq!(to, [(key("a"), 1), (key("q1"), 2), (key("q2"), 1)]);
 }
