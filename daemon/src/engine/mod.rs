@@ -92,6 +92,16 @@ impl Engine {
         engine
     }
 
+    /// Runs one decision of the core on the host's topology and the
+    /// ledger, timing it as `operation` (`ifad_decision_duration_seconds`).
+    fn decide<R>(&self, operation: &str, f: impl FnOnce(&Topology, &Ledger) -> R) -> R {
+        let started = std::time::Instant::now();
+        let decided = f(self.host.topology(), &self.ledger);
+        self.metrics
+            .decided(operation, started.elapsed().as_secs_f64());
+        decided
+    }
+
     pub fn topology(&self) -> &Topology {
         self.host.topology()
     }

@@ -2,7 +2,6 @@
 //! carried out on the host, then settled.
 
 use std::collections::HashSet;
-use std::time::Instant;
 
 use tracing::{debug, error, info, warn};
 
@@ -121,10 +120,7 @@ impl Engine {
     }
 
     fn plan(&mut self, spec: &PlaceSpec) -> Result<Placement, CoreError> {
-        let started = Instant::now();
-        let plan = policy::plan_place(self.topology(), &self.ledger, spec);
-        self.metrics
-            .decided("place", started.elapsed().as_secs_f64());
+        let plan = self.decide("place", |t, l| policy::plan_place(t, l, spec));
         plan.inspect_err(|e| {
             if let CoreError::Refused(reason, why, _) = e {
                 self.metrics.refused(spec.class, *reason);
@@ -180,10 +176,7 @@ impl Engine {
         hart: HartId,
         now: Millis,
     ) -> Result<MoveOutcome, EngineError> {
-        let started = Instant::now();
-        let m = policy::plan_migrate(self.topology(), &self.ledger, key, hart);
-        self.metrics
-            .decided("migrate", started.elapsed().as_secs_f64());
+        let m = self.decide("migrate", |t, l| policy::plan_migrate(t, l, key, hart));
         let m = m?;
         let before = self.vcpu_view(key)?;
         self.pin([&m]);
@@ -208,10 +201,7 @@ impl Engine {
     /// `undrain`. Refused whole if a guaranteed vCPU has nowhere to go.
     pub fn drain(&mut self, hart: HartId, now: Millis) -> Result<Vec<MoveView>, EngineError> {
         self.check_hart(hart)?;
-        let started = Instant::now();
-        let plan = policy::plan_evacuate(self.topology(), &self.ledger, hart, false);
-        self.metrics
-            .decided("drain", started.elapsed().as_secs_f64());
+        let plan = self.decide("drain", |t, l| policy::plan_evacuate(t, l, hart, false));
         let (moves, _) = plan?;
         self.ledger.set_drained(hart, true);
         self.apply_evacuation(&moves, now, &format!("hart {hart} drained"))?;

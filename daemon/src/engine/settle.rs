@@ -99,15 +99,10 @@ impl Engine {
     /// waiting on MRIF, if the core finds it worth a move; promotion hands
     /// the line over once KVM freed it.
     pub(super) fn rebalance(&mut self, now: Millis) {
-        let started = std::time::Instant::now();
-        let decided = rebalance::plan_rebalance(
-            self.host.topology(),
-            &self.ledger,
-            now,
-            self.config.min_move_interval,
-        );
-        self.metrics
-            .decided("rebalance", started.elapsed().as_secs_f64());
+        let interval = self.config.min_move_interval;
+        let decided = self.decide("rebalance", |t, l| {
+            rebalance::plan_rebalance(t, l, now, interval)
+        });
         let Some(r) = decided else { return };
         let m = &r.demote;
         let why = format!(
@@ -192,15 +187,10 @@ impl Engine {
 
     /// Hands free VS-files to waiting burstable vCPUs; true if any moved.
     fn promote(&mut self, now: Millis) -> bool {
-        let started = std::time::Instant::now();
-        let moves = policy::plan_promotions(
-            self.host.topology(),
-            &self.ledger,
-            now,
-            self.config.min_move_interval,
-        );
-        self.metrics
-            .decided("promote", started.elapsed().as_secs_f64());
+        let interval = self.config.min_move_interval;
+        let moves = self.decide("promote", |t, l| {
+            policy::plan_promotions(t, l, now, interval)
+        });
         if moves.is_empty() {
             return false;
         }
