@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 
 use ifad_eval::figures::{Figures, Series};
+use ifad_eval::optimal::Ranking;
 use ifad_eval::policy::fcfs::{FcfsPolicy, Pinning};
 use ifad_eval::policy::ifad::IfadPolicy;
 use ifad_eval::policy::optimal::OptimalPolicy;
@@ -25,6 +26,7 @@ enum PolicyName {
     Fcfs,
     FcfsPinned,
     Optimal,
+    OptimalPriority,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -53,7 +55,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "ifad,fcfs,fcfs-pinned,optimal"
+        default_value = "ifad,fcfs,fcfs-pinned,optimal,optimal-priority"
     )]
     policies: Vec<PolicyName>,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
@@ -72,7 +74,10 @@ fn policy(name: PolicyName, trace: &Trace, seed: u64) -> Box<dyn Policy> {
         PolicyName::Ifad => Box::new(IfadPolicy::new(&trace.host)),
         PolicyName::Fcfs => Box::new(FcfsPolicy::new(&trace.host, Pinning::Scheduler, seed)),
         PolicyName::FcfsPinned => Box::new(FcfsPolicy::new(&trace.host, Pinning::RoundRobin, seed)),
-        PolicyName::Optimal => Box::new(OptimalPolicy::new(&trace.host)),
+        PolicyName::Optimal => Box::new(OptimalPolicy::new(&trace.host, Ranking::ByRate)),
+        PolicyName::OptimalPriority => {
+            Box::new(OptimalPolicy::new(&trace.host, Ranking::PriorityFirst))
+        }
     }
 }
 

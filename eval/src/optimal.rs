@@ -6,7 +6,8 @@
 //! policy pays for: KVM's timing (a line is freed only at the vCPU's next entry on
 //! another hart) and the cost of moving a vCPU. Among equally good assignments it
 //! keeps the one closest to the previous instant, so the demotions it shows are
-//! only those really needed.
+//! only those really needed. [`Ranking::PriorityFirst`] is the same bound for a
+//! policy that must honour priority as an override, as ifad does.
 //!
 //! # Model
 //!
@@ -59,6 +60,8 @@ pub struct HartState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct VmDemand {
     pub class: Class,
+    /// The operator's priority; only [`Ranking::PriorityFirst`] looks at it.
+    pub priority: i32,
     /// Harts the VM may use (indices into the hart slice); `None`: all.
     /// Indices with no hart are ignored.
     pub allowed: Option<Vec<u32>>,
@@ -93,6 +96,18 @@ pub enum OptimalError {
     InvalidInput(String),
 }
 
+/// What the bound maximises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ranking {
+    /// `sum (rate + 1)` over the vCPUs holding a file: the best any policy
+    /// could do if priority did not exist.
+    ByRate,
+    /// Priority as an override, as ifad honours it: no vCPU keeps a file a
+    /// vCPU of higher priority could have had, and within a priority the
+    /// busier first. See [`rank_weights`].
+    PriorityFirst,
+}
+
 /// What all the stability bonuses together are worth at most, in the
 /// objective's unit: the most real objective the tie-break could ever trade.
 pub const STABILITY_BUDGET: f64 = 1e-3;
@@ -103,6 +118,15 @@ const INTEGRALITY_TOLERANCE: f64 = 1e-6;
 /// The stability bonus per vCPU when `vcpus` non-best-effort vCPUs take part.
 pub(crate) fn stability_epsilon(vcpus: usize) -> f64 {
     STABILITY_BUDGET / (vcpus as f64 + 1.0)
+}
+
+/// The tie-break: `eps` for keeping the file of the hart held before.
+fn stability_bonus(vcpu: &Vcpu, hart: u32, eps: f64) -> f64 {
+    if vcpu.previous == Some(hart) {
+        eps
+    } else {
+        0.0
+    }
 }
 
 /// One non-best-effort vCPU of the LP.
@@ -124,7 +148,8 @@ struct Lp {
     per_hart: Vec<Vec<usize>>,
 }
 
-/// The best assignment of VS-files to vCPUs at this instant, see the module doc.
+/// The best assignment of VS-files to vCPUs at this instant by rate, see the
+/// module doc.
 ///
 /// `previous[i]` is VM i's assignment at the previous instant (same VM order;
 /// `None` for a VM new at this instant). It only breaks ties: a missing entry,
@@ -134,7 +159,21 @@ pub fn solve(
     vms: &[VmDemand],
     previous: &[Option<Vec<Option<u32>>>],
 ) -> Result<Solution, OptimalError> {
-    let lp = build(harts, vms, previous)?;
+    solve_ranked(harts, vms, previous, Ranking::ByRate)
+}
+
+/// As [`solve`], maximising what `ranking` says; [`Solution::objective`] is
+/// still `sum (rate + 1)`.
+pub fn solve_ranked(
+    harts: &[HartState],
+    vms: &[VmDemand],
+    previous: &[Option<Vec<Option<u32>>>],
+    ranking: Ranking,
+) -> Result<Solution, OptimalError> {
+    let mut lp = build(harts, vms, previous)?;
+    if ranking == Ranking::PriorityFirst {
+        rank_weights(&mut lp, vms);
+    }
     let mut assignment: Assignment = vms.iter().map(|vm| vec![None; vm.rates.len()]).collect();
     if lp.vars.is_empty() {
         // Only possible without guaranteed vCPUs (`build` checked): nothing to place.
@@ -157,7 +196,7 @@ pub fn solve(
         if values[k] {
             let vcpu = &lp.vcpus[v];
             assignment[vcpu.vm][vcpu.index] = Some(hart);
-            objective += vcpu.weight;
+            objective += vms[vcpu.vm].rates[vcpu.index] + 1.0;
         }
     }
     Ok(Solution {
@@ -181,6 +220,41 @@ pub fn admits(harts: &[HartState], vms: &[VmDemand], candidate: &VmDemand) -> bo
         .cloned()
         .collect();
     solve(harts, &guaranteed, &[]).is_ok()
+}
+
+/// Re-weights the LP so that it maximises lexicographically by (priority,
+/// rate), guaranteed vCPUs above every priority.
+///
+/// The sets of vCPUs that can hold files at once are the independent sets of
+/// a transversal matroid (vCPUs matched into hart lines), so the best set
+/// depends only on the order of the weights, not their size: the greedy in
+/// that order is optimal for every weight that keeps the order. Weights are
+/// therefore the dense rank of each vCPU's (tier, rate) from 1: small
+/// integers, where literal tiers (a factor per priority larger than all rates
+/// together) would swamp the rates and the stability bonus in floating point.
+/// Equal keys share a weight, so the stability bonus still breaks their ties.
+fn rank_weights(lp: &mut Lp, vms: &[VmDemand]) {
+    let key = |vcpu: &Vcpu| {
+        let vm = &vms[vcpu.vm];
+        let tier = if vcpu.guaranteed {
+            i64::MAX
+        } else {
+            i64::from(vm.priority)
+        };
+        (tier, vm.rates[vcpu.index])
+    };
+    let mut keys: Vec<(i64, f64)> = lp.vcpus.iter().map(key).collect();
+    keys.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    keys.dedup();
+    let eps = stability_epsilon(lp.vcpus.len());
+    for (v, hart, coefficient) in &mut lp.vars {
+        let vcpu = &lp.vcpus[*v];
+        let own = key(vcpu);
+        let rank = keys
+            .binary_search_by(|k| k.0.cmp(&own.0).then(k.1.total_cmp(&own.1)))
+            .expect("every vCPU's key is ranked");
+        *coefficient = rank as f64 + 1.0 + stability_bonus(vcpu, *hart, eps);
+    }
 }
 
 fn build(
@@ -232,14 +306,10 @@ fn build(
         allowed.dedup();
         for h in allowed.into_iter().filter(|&h| usable_hart(h)) {
             let hart = h as u32;
-            let bonus = if vcpu.previous == Some(hart) {
-                eps
-            } else {
-                0.0
-            };
+            let coefficient = vcpu.weight + stability_bonus(vcpu, hart, eps);
             vcpu.vars.push(vars.len());
             per_hart[h].push(vars.len());
-            vars.push((v, hart, vcpu.weight + bonus));
+            vars.push((v, hart, coefficient));
         }
         if vcpu.guaranteed && vcpu.vars.is_empty() {
             return Err(OptimalError::Infeasible);

@@ -14,6 +14,7 @@ fn hart(files: u32, online: bool) -> HartState {
 fn vm(class: Class, allowed: Option<&[u32]>, rates: &[f64]) -> VmDemand {
     VmDemand {
         class,
+        priority: 0,
         allowed: allowed.map(<[u32]>::to_vec),
         rates: rates.to_vec(),
     }
@@ -163,6 +164,7 @@ fn random_instance(rng: &mut ChaCha8Rng) -> (Vec<HartState>, Vec<VmDemand>) {
             .collect();
         vms.push(VmDemand {
             class,
+            priority: rng.random_range(0..=2),
             allowed,
             rates,
         });
@@ -222,6 +224,73 @@ fn matches_brute_force_on_random_instances() {
     assert!(
         feasible > 100 && infeasible > 50,
         "{feasible} feasible, {infeasible} infeasible"
+    );
+}
+
+/// The (tier, rate) of each vCPU holding a file, best first; guaranteed
+/// vCPUs rank above every priority.
+fn held_keys(vms: &[VmDemand], assignment: &Assignment) -> Vec<(i64, f64)> {
+    let mut keys: Vec<(i64, f64)> = vms
+        .iter()
+        .zip(assignment)
+        .flat_map(|(vm, placed)| {
+            let tier = match vm.class {
+                Class::Guaranteed => i64::MAX,
+                _ => i64::from(vm.priority),
+            };
+            vm.rates
+                .iter()
+                .zip(placed)
+                .filter(|(_, h)| h.is_some())
+                .map(move |(&rate, _)| (tier, rate))
+        })
+        .collect();
+    keys.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)));
+    keys
+}
+
+/// `a` is at least as good as `b` in every position: its k-th best holder
+/// ranks no lower than `b`'s, for every k.
+fn dominates(a: &[(i64, f64)], b: &[(i64, f64)]) -> bool {
+    b.iter().enumerate().all(|(k, theirs)| {
+        a.get(k)
+            .is_some_and(|ours| ours.0 > theirs.0 || (ours.0 == theirs.0 && ours.1 >= theirs.1))
+    })
+}
+
+#[test]
+fn priority_first_dominates_every_feasible_assignment() {
+    let mut rng = ChaCha8Rng::seed_from_u64(0x9e1);
+    let (mut checked, mut differs_from_by_rate) = (0, 0);
+    for case in 0..600 {
+        let (harts, vms) = random_instance(&mut rng);
+        let Ok(solution) = solve_ranked(&harts, &vms, &[], Ranking::PriorityFirst) else {
+            assert!(
+                brute_force(&harts, &vms).is_empty(),
+                "case {case}: feasible"
+            );
+            continue;
+        };
+        checked += 1;
+        let objective = validate(&harts, &vms, &solution.assignment);
+        assert!((objective - solution.objective).abs() < 1e-9, "case {case}");
+        let ours = held_keys(&vms, &solution.assignment);
+        for other in brute_force(&harts, &vms) {
+            let theirs = held_keys(&vms, &other);
+            assert!(
+                dominates(&ours, &theirs),
+                "case {case}: {harts:?} {vms:?}: {ours:?} does not dominate {theirs:?}"
+            );
+        }
+        let by_rate = solve(&harts, &vms, &[]).unwrap();
+        if !dominates(&held_keys(&vms, &by_rate.assignment), &ours) {
+            differs_from_by_rate += 1;
+        }
+    }
+    // The generator makes priority matter often enough to tell the rankings apart.
+    assert!(
+        checked > 100 && differs_from_by_rate > 5,
+        "{checked} checked, {differs_from_by_rate} where priority changed the answer"
     );
 }
 
@@ -520,6 +589,7 @@ fn large_instance_solves() {
     let high: Vec<u32> = (16..32).collect();
     let vms: Vec<VmDemand> = (0..30)
         .map(|i| VmDemand {
+            priority: 0,
             class: match i % 6 {
                 0 | 1 => Class::Guaranteed,
                 2..=4 => Class::Burstable,

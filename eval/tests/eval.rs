@@ -4,6 +4,7 @@
 use std::process::Command;
 
 use ifad_eval::figures::Figures;
+use ifad_eval::optimal::Ranking;
 use ifad_eval::policy::fcfs::{FcfsPolicy, Pinning};
 use ifad_eval::policy::ifad::IfadPolicy;
 use ifad_eval::policy::optimal::OptimalPolicy;
@@ -20,7 +21,8 @@ fn all(trace: &Trace) -> Vec<Figures> {
         Box::new(IfadPolicy::new(&trace.host)),
         Box::new(FcfsPolicy::new(&trace.host, Pinning::Scheduler, 1)),
         Box::new(FcfsPolicy::new(&trace.host, Pinning::RoundRobin, 1)),
-        Box::new(OptimalPolicy::new(&trace.host)),
+        Box::new(OptimalPolicy::new(&trace.host, Ranking::ByRate)),
+        Box::new(OptimalPolicy::new(&trace.host, Ranking::PriorityFirst)),
     ];
     policies
         .iter_mut()
@@ -83,6 +85,27 @@ fn no_policy_beats_the_optimal_bound_on_the_built_in_workloads() {
             );
         }
     }
+}
+
+#[test]
+fn the_priority_bound_keeps_the_file_for_the_higher_priority_vm() {
+    // One file: a quiet priority-1 VM and a busy priority-0 one.
+    let t = trace(&[
+        r#"{"host": {"harts": 1, "files": 1}}"#,
+        r#"{"t": 0, "op": "place", "vm": "busy", "vcpus": 1, "class": "burstable"}"#,
+        r#"{"t": 0, "op": "rate", "vm": "busy", "vcpu": 0, "irqs_per_s": 990}"#,
+        r#"{"t": 0, "op": "place", "vm": "quiet", "vcpus": 1, "class": "burstable", "priority": 1}"#,
+        r#"{"t": 0, "op": "rate", "vm": "quiet", "vcpu": 0, "irqs_per_s": 10}"#,
+        r#"{"t": 10, "op": "end"}"#,
+    ]);
+    let f = all(&t);
+    let (by_rate, by_priority) = (&f[3], &f[4]);
+    assert_eq!(by_priority.policy, "optimal-priority");
+    assert!((by_rate.mrif_exposure - 0.01).abs() < 1e-6, "{by_rate:?}");
+    assert!(
+        (by_priority.mrif_exposure - 0.99).abs() < 1e-6,
+        "{by_priority:?}"
+    );
 }
 
 fn ifad_eval(args: &[&str]) -> std::process::Output {

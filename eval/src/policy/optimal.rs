@@ -1,7 +1,9 @@
 //! `optimal`: at every instant the best assignment of VS-files the host
 //! allows (`crate::optimal`, an exact LP), ignoring KVM's timing and the cost
 //! of moving. It admits a VM only if every guaranteed vCPU, old and new,
-//! can then hold a file. A bound, not a policy a host could run.
+//! can then hold a file. A bound, not a policy a host could run. As
+//! `optimal-priority` it is the bound for policies that honour priority
+//! ([`Ranking::PriorityFirst`]).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -9,11 +11,12 @@ use std::time::Instant;
 use ifad::core::Class;
 
 use crate::figures::{On, VcpuId};
-use crate::optimal::{self, Assignment, HartState, OptimalError, VmDemand};
+use crate::optimal::{self, Assignment, HartState, OptimalError, Ranking, VmDemand};
 use crate::replay::Policy;
 use crate::trace::{HostSpec, PlaceOp};
 
 pub struct OptimalPolicy {
+    ranking: Ranking,
     harts: Vec<HartState>,
     /// Placed VMs in placement order, with their demand.
     vms: Vec<(String, VmDemand)>,
@@ -28,8 +31,9 @@ pub struct OptimalPolicy {
 }
 
 impl OptimalPolicy {
-    pub fn new(host: &HostSpec) -> Self {
+    pub fn new(host: &HostSpec, ranking: Ranking) -> Self {
         OptimalPolicy {
+            ranking,
             harts: (0..host.harts)
                 .map(|_| HartState {
                     files: u32::from(host.files),
@@ -64,7 +68,9 @@ impl OptimalPolicy {
                 .map(|(id, _)| self.assignment.get(id).cloned())
                 .collect();
             let demands = self.demands();
-            match self.timed(|p| optimal::solve(&p.harts, &demands, &previous)) {
+            let solved =
+                self.timed(|p| optimal::solve_ranked(&p.harts, &demands, &previous, p.ranking));
+            match solved {
                 Ok(solution) => return self.adopt(solution.assignment),
                 // A hart went offline under guaranteed VMs: like their VMMs,
                 // the newest of them stops until there is room.
@@ -121,12 +127,16 @@ impl OptimalPolicy {
 
 impl Policy for OptimalPolicy {
     fn name(&self) -> &'static str {
-        "optimal"
+        match self.ranking {
+            Ranking::ByRate => "optimal",
+            Ranking::PriorityFirst => "optimal-priority",
+        }
     }
 
     fn place(&mut self, op: &PlaceOp, _t: f64) -> bool {
         let candidate = VmDemand {
             class: op.class,
+            priority: op.priority,
             allowed: op.harts.clone(),
             rates: vec![0.0; op.vcpus as usize],
         };
