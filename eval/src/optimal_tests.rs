@@ -264,7 +264,8 @@ fn priority_first_dominates_every_feasible_assignment() {
     let (mut checked, mut differs_from_by_rate) = (0, 0);
     for case in 0..600 {
         let (harts, vms) = random_instance(&mut rng);
-        let Ok(solution) = solve_ranked(&harts, &vms, &[], Ranking::PriorityFirst) else {
+        let previous = random_previous(&mut rng, &harts, &vms);
+        let Ok(solution) = solve_ranked(&harts, &vms, &previous, Ranking::PriorityFirst) else {
             assert!(
                 brute_force(&harts, &vms).is_empty(),
                 "case {case}: feasible"
@@ -275,12 +276,17 @@ fn priority_first_dominates_every_feasible_assignment() {
         let objective = validate(&harts, &vms, &solution.assignment);
         assert!((objective - solution.objective).abs() < 1e-9, "case {case}");
         let ours = held_keys(&vms, &solution.assignment);
+        let ours_kept = kept(&solution.assignment, &previous);
         for other in brute_force(&harts, &vms) {
             let theirs = held_keys(&vms, &other);
             assert!(
                 dominates(&ours, &theirs),
                 "case {case}: {harts:?} {vms:?}: {ours:?} does not dominate {theirs:?}"
             );
+            // Among equally good sets, the one keeping the most previous files.
+            if theirs == ours {
+                assert!(kept(&other, &previous) <= ours_kept, "case {case}: {other:?}");
+            }
         }
         let by_rate = solve(&harts, &vms, &[]).unwrap();
         if !dominates(&held_keys(&vms, &by_rate.assignment), &ours) {
