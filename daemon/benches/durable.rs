@@ -22,8 +22,7 @@ fn spec(name: &str, vcpus: u32, class: Class) -> PlaceSpec {
     PlaceSpec::parse(name, vcpus, Some(class), &[]).expect("valid")
 }
 
-fn run(harts: u32, files: u8, resident_vms: u32, rounds: usize) { run2(harts, files, resident_vms, rounds, true); run2(harts, files, resident_vms, rounds, false); }
-fn run2(harts: u32, files: u8, resident_vms: u32, rounds: usize, durable: bool) {
+fn run(harts: u32, files: u8, resident_vms: u32, rounds: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = SimSpec {
         harts,
@@ -36,7 +35,7 @@ fn run2(harts: u32, files: u8, resident_vms: u32, rounds: usize, durable: bool) 
         EngineConfig::default(),
     );
     let store = StateDir::open(dir.path()).expect("state dir");
-    if durable { engine.persist_to(store, 0).expect("first write"); }
+    engine.persist_to(store, 0).expect("first write");
     for i in 0..resident_vms {
         let class = [Class::Guaranteed, Class::Burstable, Class::BestEffort][i as usize % 3];
         engine
@@ -73,6 +72,5 @@ fn run2(harts: u32, files: u8, resident_vms: u32, rounds: usize, durable: bool) 
 
 fn main() {
     run(16, 7, 20, 500);
-    run(1024, 63, 2_000, 100);
-    run(1024, 63, 12_000, 30);
+    run(1024, 63, 2_000, 200);
 }
