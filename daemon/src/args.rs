@@ -74,6 +74,11 @@ pub struct Args {
     #[arg(long, env = "IFAD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// Fold the state log into a new snapshot once it is larger than this
+    /// many bytes and than twice the snapshot.
+    #[arg(long, value_name = "BYTES", default_value_t = ifad::state::DEFAULT_MIN_LOG_BYTES)]
+    pub state_log_bytes: u64,
+
     /// Address for Prometheus /metrics, or `off`.
     #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9464")]
     pub metrics_listen: MetricsListen,

@@ -164,15 +164,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .state_dir
         .clone()
         .unwrap_or_else(|| ifad::state::default_dir(args.simulate.is_some()));
-    let mut store = StateDir::open(&state_dir)?;
+    let mut store = StateDir::open(&state_dir)?.with_min_log_bytes(args.state_log_bytes);
     let loaded = store.load()?;
     match &loaded {
         Loaded::Empty => info!("no saved state in {}: starting afresh", state_dir.display()),
-        Loaded::Restored(_) => info!("restoring state from {}", store.path().display()),
+        Loaded::Restored(_) => info!(
+            "restoring state from {} and {} log records",
+            store.path().display(),
+            store.replayed()
+        ),
         Loaded::Corrupt { reason, moved_to } => error!(
             "STATE FILE UNREADABLE ({reason}); moved it to {} and rebuilding from what the host shows",
             moved_to.display()
         ),
+    }
+    if let Some(tail) = store.cut_tail() {
+        warn!(
+            "STATE LOG CUT at byte {} ({}; {} bytes dropped): the changes before it are restored; \
+             a torn last record was never acknowledged",
+            tail.offset, tail.reason, tail.cut
+        );
     }
     let host = pick_host(&args, &state_dir)?;
     if let Loaded::Restored(saved) = &loaded {

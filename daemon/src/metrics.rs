@@ -42,6 +42,8 @@ pub struct Metrics {
     irq_errors: IntCounterVec,
     checkpoint_seconds: Histogram,
     checkpoint_errors: IntCounter,
+    state_log_bytes: IntGauge,
+    state_snapshots: IntCounter,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
@@ -199,7 +201,7 @@ impl Metrics {
                 let h = Histogram::with_opts(
                     HistogramOpts::new(
                         "ifad_checkpoint_write_seconds",
-                        "Time to make a state change durable (write, fsync, rename, fsync the directory).",
+                        "Time to make a group of state changes durable: one log record and its fdatasync, or a whole snapshot.",
                     )
                     .buckets(vec![
                         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -214,6 +216,16 @@ impl Metrics {
                 &r,
                 "ifad_checkpoint_errors_total",
                 "State changes that could not be made durable (the client got an error).",
+            ),
+            state_log_bytes: gauge(
+                &r,
+                "ifad_state_log_bytes",
+                "Bytes of durable records in the state log since the last snapshot.",
+            ),
+            state_snapshots: counter(
+                &r,
+                "ifad_state_snapshots_total",
+                "Whole snapshots of the state written (at start, after a failed append, and when the log outgrew the last one).",
             ),
             registry: r,
         };
@@ -276,6 +288,15 @@ impl Metrics {
 
     pub fn checkpoint_failed(&self) {
         self.checkpoint_errors.inc();
+    }
+
+    pub fn state_log_bytes(&self, bytes: u64) {
+        self.state_log_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    pub fn compacted(&self) {
+        self.state_snapshots.inc();
     }
 
     pub fn migrated(&self) {

@@ -155,7 +155,7 @@ impl Allocator for AllocatorService {
         self.may_change()?;
         let spec = place_spec(req.into_inner())?;
         let now = self.now();
-        let out = self.engine.call(move |e| e.place(spec, now)).await??;
+        let out = self.engine.change(move |e| e.place(spec, now)).await??;
         Ok(Response::new(place_to_proto(out)))
     }
 
@@ -199,7 +199,7 @@ impl Allocator for AllocatorService {
         self.may_change()?;
         let id = VmId::parse(&req.into_inner().vm).map_err(core_status)?;
         let now = self.now();
-        let freed = self.engine.call(move |e| e.release(&id, now)).await??;
+        let freed = self.engine.change(move |e| e.release(&id, now)).await??;
         Ok(Response::new(v1::ReleaseResponse {
             vsfiles_freed: freed,
         }))
@@ -218,7 +218,7 @@ impl Allocator for AllocatorService {
         let now = self.now();
         let out = self
             .engine
-            .call(move |e| e.migrate(&key, r.hart, now))
+            .change(move |e| e.migrate(&key, r.hart, now))
             .await??;
         Ok(Response::new(migrate_to_proto(out)))
     }
@@ -230,7 +230,7 @@ impl Allocator for AllocatorService {
         self.may_change()?;
         let hart = req.into_inner().hart;
         let now = self.now();
-        let moved = self.engine.call(move |e| e.drain(hart, now)).await??;
+        let moved = self.engine.change(move |e| e.drain(hart, now)).await??;
         Ok(Response::new(v1::DrainResponse {
             moved: moved.into_iter().map(move_to_proto).collect(),
         }))
@@ -246,7 +246,7 @@ impl Allocator for AllocatorService {
         let now = self.clock.now();
         let vm = self
             .engine
-            .call(move |e| e.attach(&id, r.pid, now))
+            .change(move |e| e.attach(&id, r.pid, now))
             .await??;
         Ok(Response::new(vm_to_proto(vm)))
     }
@@ -258,7 +258,7 @@ impl Allocator for AllocatorService {
         self.may_change()?;
         let hart = req.into_inner().hart;
         let now = self.now();
-        self.engine.call(move |e| e.undrain(hart, now)).await??;
+        self.engine.change(move |e| e.undrain(hart, now)).await??;
         Ok(Response::new(v1::UndrainResponse {}))
     }
 }

@@ -147,6 +147,19 @@ pub struct Ledger {
     /// (measuring starts again), so not in the records.
     pressure: HashMap<(u64, u32), Pressure>,
     next_seq: u64,
+    /// What changed since the last `take_changes`, so a checkpoint writes
+    /// only that (a durable change costs its own size, not the state's).
+    changes: Changes,
+}
+
+/// What changed in a ledger since the changes were last taken.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// VMs placed, changed or removed (a removed one is no longer in the
+    /// ledger).
+    pub vms: BTreeSet<VmId>,
+    /// Which harts are drained.
+    pub drained: bool,
 }
 
 impl Ledger {
@@ -159,6 +172,25 @@ impl Ledger {
             waiting_on: vec![BTreeSet::new(); n],
             ..Ledger::default()
         }
+    }
+
+    /// What changed since the last call, and starts afresh.
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// The record of a live VM, for a change: the VM is marked changed.
+    /// Every change of a record goes through here (or `insert`, `remove`,
+    /// `adopt`), so none is missing from the next checkpoint.
+    fn record_mut(&mut self, seq: u64) -> &mut VmRecord {
+        let vm = self.vms.get_mut(&seq).expect("live");
+        self.changes.vms.insert(vm.id.clone());
+        vm
+    }
+
+    /// The seq the next placed VM gets (seqs are never reused).
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
     }
 
     pub fn vm(&self, id: &VmId) -> Option<&VmRecord> {
@@ -292,6 +324,7 @@ impl Ledger {
     ) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.changes.vms.insert(spec.vm.clone());
         let rates = spec.expected_irq_rates.as_deref();
         let vcpus = plan
             .iter()
@@ -342,6 +375,7 @@ impl Ledger {
             self.index(seq, vcpu, false);
         }
         self.ids.remove(id);
+        self.changes.vms.insert(id.clone());
         let record = self.vms.remove(&seq).expect("indexed");
         for vcpu in 0..record.vcpus.len() as u32 {
             self.pressure.remove(&(seq, vcpu));
@@ -404,8 +438,8 @@ impl Ledger {
     }
 
     pub fn set_pending(&mut self, id: &VmId, pending: bool) {
-        if let Some(vm) = self.ids.get(id).and_then(|s| self.vms.get_mut(s)) {
-            vm.pending = pending;
+        if let Some(&seq) = self.ids.get(id) {
+            self.record_mut(seq).pending = pending;
         }
     }
 
@@ -419,7 +453,7 @@ impl Ledger {
             return;
         }
         let who = self.select(|vm, _| vm.seq == seq);
-        self.reindexed(&who, |l| l.vms.get_mut(&seq).expect("live").failed = true);
+        self.reindexed(&who, |l| l.record_mut(seq).failed = true);
     }
 
     /// Follows a hart going offline or online.
@@ -433,6 +467,7 @@ impl Ledger {
 
     pub fn set_drained(&mut self, hart: HartId, drained: bool) {
         if let Some(d) = self.drained.get_mut(hart as usize) {
+            self.changes.drained |= *d != drained;
             *d = drained;
         }
     }
@@ -442,7 +477,7 @@ impl Ledger {
         let who = self.select(|_, v| v.held_on == Some(hart));
         self.reindexed(&who, |l| {
             for &(seq, vcpu) in &who {
-                let v = &mut l.vms.get_mut(&seq).expect("live").vcpus[vcpu as usize];
+                let v = &mut l.record_mut(seq).vcpus[vcpu as usize];
                 v.held_on = None;
                 v.line = None;
             }
@@ -494,7 +529,7 @@ impl Ledger {
             ));
         }
         self.index(seq, key.vcpu, false);
-        f(&mut self.vms.get_mut(&seq).expect("live").vcpus[key.vcpu as usize]);
+        f(&mut self.record_mut(seq).vcpus[key.vcpu as usize]);
         self.index(seq, key.vcpu, true);
         Ok(())
     }

@@ -18,11 +18,15 @@ impl Ledger {
     pub fn save(&self) -> SavedLedger {
         SavedLedger {
             vms: self.vms.values().cloned().collect(),
-            drained: (0..self.drained.len() as HartId)
-                .filter(|&h| self.is_drained(h))
-                .collect(),
+            drained: self.drained_harts(),
             next_seq: self.next_seq,
         }
+    }
+
+    pub fn drained_harts(&self) -> Vec<HartId> {
+        (0..self.drained.len() as HartId)
+            .filter(|&h| self.is_drained(h))
+            .collect()
     }
 
     /// Rebuilds the ledger on today's `topology`. Left out and returned:
@@ -89,6 +93,7 @@ impl Ledger {
             self.device_owner.insert(*dev, vm.id.clone());
         }
         self.ids.insert(vm.id.clone(), seq);
+        self.changes.vms.insert(vm.id.clone());
         let vcpus = vm.vcpus.len() as u32;
         self.vms.insert(seq, vm);
         for vcpu in 0..vcpus {

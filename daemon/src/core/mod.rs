@@ -14,7 +14,7 @@ pub mod reconcile;
 pub mod request;
 pub mod swap;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 pub mod topology;
 pub mod vm_id;
 

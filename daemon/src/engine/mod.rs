@@ -3,20 +3,23 @@
 //! no state is ever shared or locked.
 
 pub mod actor;
+mod durable;
 pub mod events;
 mod ops;
 mod restore;
 mod settle;
 pub mod view;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use crate::core::ledger::Millis;
 use crate::core::{CoreError, HartId, Ledger, Topology, VcpuKey, VmId};
 use crate::host::{Host, HostError};
 use crate::metrics::Metrics;
-use crate::repeats::{Repeats, suffix};
-use crate::state::{Snapshot, StateDir, StateError};
+use crate::repeats::Repeats;
+use crate::state::{StateDir, StateError};
+use durable::Commits;
 use events::{EventLog, Expired, Subscription};
 pub use ops::{MoveOutcome, PlaceOutcome};
 pub use restore::RestoreReport;
@@ -28,9 +31,16 @@ pub enum EngineError {
     Core(#[from] CoreError),
     #[error("host refused: {0}")]
     Host(#[from] HostError),
-    /// The change was made but could not be made durable.
+    /// The change was made but could not be made durable (shared: a
+    /// failed group commit fails every change in the group).
     #[error("the change could not be made durable: {0}")]
-    State(#[from] StateError),
+    State(Arc<StateError>),
+}
+
+impl From<StateError> for EngineError {
+    fn from(e: StateError) -> Self {
+        EngineError::State(Arc::new(e))
+    }
 }
 
 /// Policy knobs.
@@ -61,6 +71,14 @@ pub struct Engine {
     drifting: HashSet<(VcpuKey, Vec<HartId>)>,
     /// Where every change is made durable; `None` until restored.
     store: Option<StateDir>,
+    /// Whether a checkpoint commits at once or at the end of a group.
+    commits: Commits,
+    /// VMs whose host part changed with no change in the ledger (attach).
+    host_changed: BTreeSet<VmId>,
+    /// `failed_entries` changed since the last commit.
+    failed_changed: bool,
+    /// The host's own part as last committed.
+    saved_host: Option<serde_json::Value>,
     events: EventLog,
     /// Failures that repeat (every tick, every retry) are counted, not
     /// printed each time.
@@ -82,6 +100,10 @@ impl Engine {
             corrections: 0,
             drifting: HashSet::new(),
             store: None,
+            commits: Commits::Each,
+            host_changed: BTreeSet::new(),
+            failed_changed: false,
+            saved_host: None,
             events: EventLog::default(),
             repeats: Repeats::default(),
             measure_from: 0,
@@ -161,44 +183,6 @@ impl Engine {
             }
         }
         held
-    }
-
-    /// Makes the current state durable (a no-op when nothing changed since
-    /// the last write). Every acknowledged change calls it before replying.
-    pub(crate) fn checkpoint(&mut self, now: Millis) -> Result<(), EngineError> {
-        let Some(store) = &mut self.store else {
-            self.events.publish();
-            return Ok(());
-        };
-        let mut failed_entries: Vec<VcpuKey> = self.failed_entries.iter().cloned().collect();
-        failed_entries.sort();
-        let snapshot = Snapshot {
-            host_kind: self.host.kind().to_string(),
-            ledger: self.ledger.save(),
-            failed_entries,
-            host: self.host.save(),
-        };
-        let started = std::time::Instant::now();
-        match store.save(now, &snapshot) {
-            Ok(true) => {
-                self.metrics
-                    .checkpoint_written(started.elapsed().as_secs_f64());
-                self.repeats.clear("checkpoint");
-                self.events.publish();
-                Ok(())
-            }
-            Ok(false) => {
-                self.events.publish();
-                Ok(())
-            }
-            Err(e) => {
-                self.metrics.checkpoint_failed();
-                if let Some(held) = self.repeats.check("checkpoint", now) {
-                    tracing::error!("state not durable: {e}{}", suffix(held));
-                }
-                Err(e.into())
-            }
-        }
     }
 
     /// Events missed since `after` and the live feed (see `EventLog`).

@@ -146,7 +146,9 @@ impl Engine {
         why: &str,
     ) -> Result<u32, EngineError> {
         let record = self.ledger.remove(id)?;
+        let failed = self.failed_entries.len();
         self.failed_entries.retain(|k| &k.vm != id);
+        self.failed_changed |= self.failed_entries.len() != failed;
         if let Err(e) = self.host.release_vm(id) {
             warn!(vm = %id, "host release failed, ledger released anyway: {e}");
         }
@@ -234,6 +236,7 @@ impl Engine {
         let tids = self.host.attach_vm(id, pid)?;
         let found = tids.iter().filter(|t| t.is_some()).count();
         info!(vm = %id, pid, vcpu_threads = found, "attached and pinned");
+        self.host_changed.insert(id.clone());
         self.checkpoint(now)?;
         Ok(self.vm(id)?)
     }

@@ -10,6 +10,7 @@ use crate::core::policy;
 use crate::core::request::PlaceSpec;
 use crate::core::{HartId, Ledger, VcpuKey};
 use crate::engine::{Engine, EngineError};
+use crate::host::SavedHost;
 use crate::state::{Saved, StateDir};
 
 /// What a restore found, for the log.
@@ -45,7 +46,11 @@ impl Engine {
             .filter(|k| self.ledger.vm(&k.vm).is_some())
             .collect();
         let kept: Vec<VmRecord> = self.ledger.vms().cloned().collect();
-        let found = self.host.restore(&snapshot.host, &kept);
+        let saved_host = SavedHost {
+            global: &snapshot.host,
+            vms: &snapshot.host_vms,
+        };
+        let found = self.host.restore(&saved_host, &kept);
         let mut report = RestoreReport::default();
         for (vm, vcpu, hart) in &found.stayed {
             let key = VcpuKey {
@@ -111,7 +116,7 @@ impl Engine {
     /// daemon (the simulated host's VMMs exit; the Linux backend has no
     /// record of its VMMs and leaves them be).
     pub fn start_afresh(&mut self, now: Millis) {
-        let found = self.host.restore(&serde_json::Value::Null, &[]);
+        let found = self.host.restore(&SavedHost::none(), &[]);
         for id in &found.gone {
             info!(vm = %id, "its VMM exited while ifad was down");
         }
@@ -143,6 +148,7 @@ impl Engine {
     /// before the reply; writes what was restored at once.
     pub fn persist_to(&mut self, store: StateDir, now: Millis) -> Result<(), EngineError> {
         self.store = Some(store);
+        self.commits = super::Commits::Each;
         self.checkpoint(now)
     }
 }

@@ -173,7 +173,7 @@ impl Engine {
                 self.metrics.stranded(1);
             }
             Change::EntryFailed { key, hart } => {
-                self.failed_entries.insert(key.clone());
+                self.failed_changed |= self.failed_entries.insert(key.clone());
                 self.metrics.hwaccel_entry_failed();
                 error!(vm = %key.vm, vcpu = key.vcpu, hart, "HWACCEL guest entry failed: no free VS-file; the VMM stops the VM, release and place it again");
             }

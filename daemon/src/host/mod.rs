@@ -108,16 +108,23 @@ pub trait Host: Send {
         None
     }
 
-    /// What the host keeps of its VMs (VMM processes; the simulated host's
-    /// simulated VMs when its machine has no file of its own), for the
-    /// state file.
+    /// What the host keeps that belongs to no one VM (the simulated host's
+    /// machine when it has no file of its own), for the state. Read at
+    /// every commit: a host whose part is more than null keeps it small
+    /// or is only for tests.
     fn save(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    /// What the host keeps of one VM (its VMM process), for the state;
+    /// null for nothing. Saved whenever the VM changes or is attached.
+    fn save_vm(&self, _vm: &VmId) -> serde_json::Value {
         serde_json::Value::Null
     }
 
     /// Takes back, after a restart, the VMs the ledger kept (`kept`), as
     /// `saved` left them; lets go of the others.
-    fn restore(&mut self, _saved: &serde_json::Value, kept: &[VmRecord]) -> Restored {
+    fn restore(&mut self, _saved: &SavedHost, kept: &[VmRecord]) -> Restored {
         for vm in kept {
             let harts: Vec<HartId> = vm.vcpus.iter().map(|v| v.hart).collect();
             if let Err(e) = self.create_vm(&vm.id, vm.class.aia_mode(), &harts, &vm.devices) {
@@ -125,6 +132,26 @@ pub trait Host: Send {
             }
         }
         Restored::default()
+    }
+}
+
+/// What the state kept of the host, as `Host::save` and `Host::save_vm`
+/// gave it.
+#[derive(Debug, Clone, Copy)]
+pub struct SavedHost<'a> {
+    pub global: &'a serde_json::Value,
+    pub vms: &'a std::collections::BTreeMap<VmId, serde_json::Value>,
+}
+
+impl SavedHost<'_> {
+    /// Nothing kept: a first start.
+    pub fn none() -> SavedHost<'static> {
+        static NO_VMS: std::collections::BTreeMap<VmId, serde_json::Value> =
+            std::collections::BTreeMap::new();
+        SavedHost {
+            global: &serde_json::Value::Null,
+            vms: &NO_VMS,
+        }
     }
 }
 

@@ -6,7 +6,9 @@ use crate::core::ledger::Millis;
 use crate::state::{Saved, Snapshot};
 
 const MAGIC: &str = "ifad-state";
-pub const CURRENT_VERSION: u32 = 1;
+/// 2: the snapshot is continued by a log (an older ifad must not read it
+/// and miss the log); 1 is read as a snapshot with no log.
+pub const CURRENT_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {

@@ -11,6 +11,12 @@ fn snapshot() -> Snapshot {
         },
         failed_entries: Vec::new(),
         host: serde_json::json!({"vms": []}),
+        host_vms: [(
+            crate::core::VmId::parse("a").unwrap(),
+            serde_json::json!({"pid": 1}),
+        )]
+        .into(),
+        log: 4,
     }
 }
 
@@ -66,8 +72,8 @@ fn every_flipped_header_byte_is_caught() {
 
 #[test]
 fn a_newer_format_is_refused_even_if_laid_out_differently() {
-    let err = decode(b"ifad-state 2 whatever comes next\n\x00\x01").unwrap_err();
-    assert_eq!(err, DecodeError::Newer { found: 2 });
+    let err = decode(b"ifad-state 3 whatever comes next\n\x00\x01").unwrap_err();
+    assert_eq!(err, DecodeError::Newer { found: 3 });
 }
 
 #[test]

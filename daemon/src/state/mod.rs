@@ -1,12 +1,21 @@
-//! ifad's durable state: one file under `--state-dir`, replaced atomically
-//! on every change (write a temporary file, fsync, rename, fsync the
-//! directory), so a crash leaves either the old state or the new one.
+//! ifad's durable state under `--state-dir`: a snapshot (`state`, replaced
+//! atomically: write a temporary file, fsync, rename, fsync the directory)
+//! and a log of the changes since (`log.<generation>`), one checksummed
+//! record per commit, made durable with one `fdatasync`. A change costs its
+//! own size; the log is folded into a new snapshot (compaction) once it
+//! outgrows it. A crash leaves the last snapshot and every whole record.
 
+mod delta;
 mod envelope;
+mod faults;
+mod log;
 mod store;
 
+pub use delta::{Delta, Op, Replay};
 pub use envelope::{CURRENT_VERSION, DecodeError, body, decode, encode};
-pub use store::{Loaded, StateDir, StateError};
+pub use faults::DiskFaults;
+pub use log::Tail;
+pub use store::{DEFAULT_MIN_LOG_BYTES, Loaded, StateDir, StateError};
 
 use crate::core::VcpuKey;
 use crate::core::ledger::{Millis, SavedLedger};
@@ -41,10 +50,17 @@ pub struct Snapshot {
     pub ledger: SavedLedger,
     /// vCPUs whose failed HWACCEL entry was already counted.
     pub failed_entries: Vec<VcpuKey>,
-    /// The host's own part (VMM processes and threads; null for the
-    /// simulated host, whose machine keeps its own file, and its simulated
-    /// VMs in a state an older ifad wrote).
+    /// The host's part that belongs to no VM (null but for the simulated
+    /// host without a machine file of its own, which keeps its machine
+    /// here; in a state an older ifad wrote, the Linux host's VMMs).
     pub host: serde_json::Value,
+    /// The host's own part of each VM (its VMM process), where it has one.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub host_vms: std::collections::BTreeMap<crate::core::VmId, serde_json::Value>,
+    /// The generation of the log that continues this snapshot (0 in a
+    /// state file written before the log existed: there is none).
+    #[serde(default)]
+    pub log: u64,
 }
 
 /// A snapshot with the engine clock's reading when it was taken: times in

@@ -21,7 +21,7 @@ use crate::host::linux::discover::{Discovered, discover};
 use crate::host::linux::irq::{self, Outcome, RealFs, Steering};
 use crate::host::linux::kprobes::{self, Allocations, Event, ProbeError, Probes};
 use crate::host::linux::{affinity, cpulist, threads};
-use crate::host::{Drift, Host, HostError, IrqFailure, Observed, Restored};
+use crate::host::{Drift, Host, HostError, IrqFailure, Observed, Restored, SavedHost};
 use crate::repeats::{Repeats, suffix};
 
 /// How ifad answers a thread someone else re-pinned.
@@ -366,11 +366,11 @@ impl Host for LinuxHost {
         Some(o.allocations.per_cpu(self.topology.len()))
     }
 
-    fn save(&self) -> serde_json::Value {
-        persist::save(self)
+    fn save_vm(&self, vm: &VmId) -> serde_json::Value {
+        persist::save_vm(self, vm)
     }
 
-    fn restore(&mut self, saved: &serde_json::Value, kept: &[VmRecord]) -> Restored {
+    fn restore(&mut self, saved: &SavedHost, kept: &[VmRecord]) -> Restored {
         persist::restore(self, saved, kept)
     }
 

@@ -24,7 +24,7 @@ use tracing::{info, warn};
 use crate::core::ledger::{Millis, VmRecord};
 use crate::core::pressure::InterruptCount;
 use crate::core::{AiaMode, Bdf, HartId, Topology, VmId};
-use crate::host::{Host, HostError, Observed, Restored};
+use crate::host::{Host, HostError, Observed, Restored, SavedHost};
 use interrupts::SimInterrupts;
 use kvm::{Entry, KvmError, SimKvm, VmHandle};
 pub use spec::SimSpec;
@@ -371,8 +371,8 @@ impl Host for SimHost {
     /// runs another shape) is reported gone; every vCPU of the others is
     /// pinned back to its ledger hart, undoing host effects whose change
     /// never reached a checkpoint.
-    fn restore(&mut self, saved: &serde_json::Value, kept: &[VmRecord]) -> Restored {
-        let saved = serde_json::from_value::<Saved>(saved.clone()).ok();
+    fn restore(&mut self, saved: &SavedHost, kept: &[VmRecord]) -> Restored {
+        let saved = serde_json::from_value::<Saved>(saved.global.clone()).ok();
         let mut out = Restored::default();
         if !self.take_back(saved) {
             // No machine survived: the kept VMs' VMMs start again.
