@@ -285,7 +285,10 @@ fn priority_first_dominates_every_feasible_assignment() {
             );
             // Among equally good sets, the one keeping the most previous files.
             if theirs == ours {
-                assert!(kept(&other, &previous) <= ours_kept, "case {case}: {other:?}");
+                assert!(
+                    kept(&other, &previous) <= ours_kept,
+                    "case {case}: {other:?}"
+                );
             }
         }
         let by_rate = solve(&harts, &vms, &[]).unwrap();
