@@ -197,3 +197,7 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "durable_tests.rs"]
+mod tests;
