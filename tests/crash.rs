@@ -10,6 +10,9 @@
 //! simulated machine (the same VMs; each vCPU pinned to its hart; each
 //! VS-file vCPU holding, on the machine, the line the daemon shows).
 //!
+//! The state log is compacted every few changes (`--state-log-bytes`), so
+//! kills land in appends and in compactions alike.
+//!
 //! Every other kill follows one to three host effects (changes of the
 //! machine file), to land between a host effect and its checkpoint. `IFAD_CRASH_KILLS` (default 40)
 //! sets the least number of kills (more, up to three times as many, until
@@ -156,6 +159,9 @@ fn start(state: &Path) -> Daemon {
         // in a later tick, so what a read shows is what was made durable.
         "--min-move-interval",
         "86400",
+        // Compactions every few changes, so kills land in them too.
+        "--state-log-bytes",
+        "4096",
     ])
 }
 
