@@ -159,13 +159,13 @@ fn a_state_file_from_a_newer_ifad_is_refused_and_left_alone() {
     let newline = bytes.iter().position(|&b| b == b'\n').unwrap();
     let header = String::from_utf8(bytes[..newline].to_vec()).unwrap();
     let body = &bytes[newline + 1..];
-    // The same file as a future format 2 would write it, checksum and all.
-    let fields =
-        header
-            .rsplit_once(" crc32=")
-            .unwrap()
-            .0
-            .replacen("ifad-state 1 ", "ifad-state 2 ", 1);
+    // The same file as the next format would write it, checksum and all.
+    let version: u32 = header.split(' ').nth(1).unwrap().parse().unwrap();
+    let fields = header.rsplit_once(" crc32=").unwrap().0.replacen(
+        &format!("ifad-state {version} "),
+        &format!("ifad-state {} ", version + 1),
+        1,
+    );
     let mut h = crc32fast::Hasher::new();
     h.update(fields.as_bytes());
     h.update(body);
