@@ -133,6 +133,22 @@ fn large_state(dir: &Path) {
     store.write_snapshot(0, snapshot).expect("written");
 }
 
+/// Where a change's time goes inside the daemon, as its metrics say:
+/// the commits (record + fdatasync) against the whole round trip.
+fn print_breakdown(d: &Daemon) {
+    let Some(addr) = d.metrics else { return };
+    let body = ifa_e2e::http_get(addr, "/metrics");
+    let mean_us = |name: &str| {
+        let sum = ifa_e2e::sample(&body, &format!("{name}_sum"));
+        let count = ifa_e2e::sample(&body, &format!("{name}_count"));
+        1e6 * sum / count.max(1.0)
+    };
+    println!(
+        "  inside the daemon: a commit {:.0} us on average",
+        mean_us("ifad_checkpoint_write_seconds"),
+    );
+}
+
 fn ratio(name: &str, value: Duration, floor: Duration, target: f64) {
     let r = value.as_secs_f64() / floor.as_secs_f64();
     let verdict = if r <= target { "meets" } else { "MISSES" };
@@ -166,6 +182,7 @@ async fn main() {
         percentiles(place_samples.clone())
     );
     let small_place = p50(place_samples);
+    print_breakdown(&small);
     let pairs = pairs_per_second(&small.socket).await;
     small.stop();
 

@@ -269,6 +269,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 tcp,
                 metrics,
                 liveness.clone(),
+                Some(engine.downgrade()),
                 stopped(),
             )))
         }

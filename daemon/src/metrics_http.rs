@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -12,6 +13,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use crate::engine::actor::WeakEngineHandle;
 use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 
@@ -19,9 +21,23 @@ use crate::metrics::Metrics;
 struct Shared {
     metrics: Metrics,
     liveness: Arc<Liveness>,
+    engine: Option<WeakEngineHandle>,
 }
 
+/// How long a scrape waits for the engine to bring the gauges up to date
+/// before it answers with those of the last tick (a stalled engine must
+/// not silence /metrics).
+const REFRESH_WAIT: Duration = Duration::from_secs(1);
+
 async fn scrape(State(s): State<Shared>) -> impl IntoResponse {
+    if let Some(engine) = s.engine.as_ref().and_then(WeakEngineHandle::upgrade) {
+        let refreshed = tokio::time::timeout(REFRESH_WAIT, engine.call(|e| e.refresh_metrics()));
+        match refreshed.await {
+            Ok(Ok(())) => {}
+            Ok(Err(gone)) => tracing::debug!("scrape: {gone}; the last tick's gauges"),
+            Err(_) => tracing::debug!("scrape: the engine is busy; the last tick's gauges"),
+        }
+    }
     (
         [(CONTENT_TYPE, prometheus::TEXT_FORMAT)],
         s.metrics.render(),
@@ -50,17 +66,25 @@ async fn ready(State(s): State<Shared>) -> impl IntoResponse {
     }
 }
 
+/// Serves until `shutdown`; `engine`, if given, brings the gauges up to
+/// date at each scrape (they are otherwise refreshed at each tick, not at
+/// each change).
 pub async fn serve(
     listener: TcpListener,
     metrics: Metrics,
     liveness: Arc<Liveness>,
+    engine: Option<WeakEngineHandle>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(scrape))
         .route("/live", get(live))
         .route("/ready", get(ready))
-        .with_state(Shared { metrics, liveness });
+        .with_state(Shared {
+            metrics,
+            liveness,
+            engine,
+        });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use crate::core::ledger::Millis;
+use crate::core::ledger::{Millis, VcpuRecord};
 use crate::core::policy::{self, Move};
 use crate::core::{Backing, Class, CoreError, HartId, Ledger, Topology, VcpuKey};
 
@@ -143,8 +143,57 @@ impl Reconciliation {
     }
 }
 
+/// What an observation tells that the ledger does not know yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum News {
+    /// A vCPU the ledger put on MRIF holds a line of its hart.
+    GotFile { hart: HartId, line: u8 },
+    /// A HWACCEL entry failed, not taken in before.
+    EntryFailed { hart: HartId },
+    Held {
+        /// A burstable vCPU the ledger gave a VS-file runs on MRIF on its
+        /// hart: it lost a race, or has not entered since.
+        no_file: Option<HartId>,
+        /// Where it holds a line (hart, line) when that differs from the
+        /// record.
+        held: Option<(Option<HartId>, Option<u8>)>,
+    },
+}
+
+/// What `observed` tells about a vCPU whose record is `rec`, of a VM of
+/// `class`; `None` if nothing (the common case once vCPUs have entered),
+/// so that only news need reach `reconcile`. `already_failed`: whether its
+/// failed entry was taken in before (asked only for a failed entry).
+pub fn news(
+    rec: &VcpuRecord,
+    class: Class,
+    observed: Observed,
+    already_failed: impl FnOnce() -> bool,
+) -> Option<News> {
+    let (held_on, line, no_file) = match observed {
+        Observed::VsFile { hart, line } if hart == rec.hart && rec.backing == Backing::Mrif => {
+            return Some(News::GotFile { hart, line });
+        }
+        Observed::VsFile { hart, line } => (Some(hart), Some(line), None),
+        Observed::Mrif { hart } => {
+            let lost =
+                class == Class::Burstable && hart == rec.hart && rec.backing == Backing::VsFile;
+            (None, None, lost.then_some(hart))
+        }
+        Observed::EntryFailed { hart } => {
+            return (!already_failed()).then_some(News::EntryFailed { hart });
+        }
+        Observed::Unknown => return None,
+    };
+    // As the ledger keeps it: a line only where the vCPU is pinned.
+    let line = line.filter(|_| held_on == Some(rec.hart));
+    let held = ((rec.held_on, rec.line) != (held_on, line)).then_some((held_on, line));
+    (no_file.is_some() || held.is_some()).then_some(News::Held { no_file, held })
+}
+
 /// Decides what the ledger must learn from `seen` (per vCPU, what the host
-/// shows). `already_failed`: vCPUs whose failed entry was already taken in.
+/// shows; observations that are not `news` change nothing, and may be
+/// left out). `already_failed`: vCPUs whose failed entry was already taken in.
 /// `now` is only what the changes will be stamped with when applied.
 pub fn reconcile(
     topology: &Topology,
@@ -268,36 +317,30 @@ impl Decider<'_> {
         already_failed: &HashSet<VcpuKey>,
         surprises: &mut Surprises,
     ) {
-        let Ok(rec) = self.ledger().vcpu(key).cloned() else {
+        let Ok(rec) = self.ledger().vcpu(key) else {
             return;
         };
-        let burstable = self.ledger().vm(&key.vm).map(|r| r.class) == Some(Class::Burstable);
-        let (held_on, line) = match observed {
-            Observed::VsFile { hart, line } if hart == rec.hart && rec.backing == Backing::Mrif => {
-                surprises.got_file.push((key.clone(), hart, line));
-                return;
+        let Some(class) = self.ledger().vm(&key.vm).map(|r| r.class) else {
+            return;
+        };
+        let Some(news) = news(rec, class, observed, || already_failed.contains(key)) else {
+            return;
+        };
+        match news {
+            News::GotFile { hart, line } => surprises.got_file.push((key.clone(), hart, line)),
+            News::EntryFailed { hart } => {
+                let key = key.clone();
+                self.decide(Change::EntryFailed { key, hart });
             }
-            Observed::VsFile { hart, line } => (Some(hart), Some(line)),
-            Observed::Mrif { hart } => {
-                if burstable && hart == rec.hart && rec.backing == Backing::VsFile {
+            News::Held { no_file, held } => {
+                if let Some(hart) = no_file {
                     surprises.no_file.push((key.clone(), hart));
                 }
-                (None, None)
-            }
-            Observed::EntryFailed { hart } => {
-                if !already_failed.contains(key) {
+                if let Some((held_on, line)) = held {
                     let key = key.clone();
-                    self.decide(Change::EntryFailed { key, hart });
+                    self.decide(Change::Observed { key, held_on, line });
                 }
-                return;
             }
-            Observed::Unknown => return,
-        };
-        // As the ledger keeps it: a line only where the vCPU is pinned.
-        let line = line.filter(|_| held_on == Some(rec.hart));
-        if (rec.held_on, rec.line) != (held_on, line) {
-            let key = key.clone();
-            self.decide(Change::Observed { key, held_on, line });
         }
     }
 

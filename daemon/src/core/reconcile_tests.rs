@@ -439,3 +439,74 @@ fn only_a_guaranteed_vcpu_pinned_to_the_hart_without_its_line_is_rehomed() {
     };
     assert_eq!(r.pins().collect::<Vec<_>>(), [&rehomed]);
 }
+
+mod only_news {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn backing() -> impl Strategy<Value = Backing> {
+        prop_oneof![Just(VsFile), Just(Mrif)]
+    }
+
+    fn observed() -> impl Strategy<Value = Observed> {
+        prop_oneof![
+            Just(Unknown),
+            (0..3u32, 1..3u8).prop_map(|(hart, line)| vs(hart, line)),
+            (0..3u32).prop_map(mrif),
+            (0..3u32).prop_map(|hart| Observed::EntryFailed { hart }),
+        ]
+    }
+
+    /// Per VM: its class and per vCPU (hart, backing, held on), with what
+    /// the host shows of it.
+    type Vm = (usize, Vec<((HartId, Backing, Option<HartId>), Observed)>);
+
+    fn vms() -> impl Strategy<Value = Vec<Vm>> {
+        let vcpu = (
+            (0..3u32, backing(), proptest::option::of(0..3u32)),
+            observed(),
+        );
+        proptest::collection::vec((0..3usize, proptest::collection::vec(vcpu, 1..4)), 1..4)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, rng_seed: proptest::test_runner::RngSeed::Fixed(0x6e5), failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// The engine passes `reconcile` only what `news` says is news:
+        /// the decisions must be those of every observation (what is not
+        /// news neither decides anything nor weighs in races or overcommit).
+        #[test]
+        fn leaving_out_what_is_not_news_decides_the_same(vms in vms(), failed_mask in any::<u16>()) {
+            let classes = [Class::Guaranteed, Class::Burstable, Class::BestEffort];
+            let t = Topology::uniform(3, 2, 1);
+            let mut l = Ledger::new(&t);
+            let mut seen = Vec::new();
+            for (i, (class, vcpus)) in vms.iter().enumerate() {
+                let name = format!("vm{i}");
+                let shape: Vec<Vcpu> = vcpus.iter().map(|(v, _)| *v).collect();
+                add(&mut l, &name, classes[*class], &[], &shape);
+                for (j, (_, o)) in vcpus.iter().enumerate() {
+                    seen.push((key(&name, j as u32), *o));
+                }
+            }
+            let failed: HashSet<VcpuKey> = seen
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| failed_mask & (1 << (n % 16)) != 0)
+                .map(|(_, (k, _))| k.clone())
+                .collect();
+            let news: Vec<(VcpuKey, Observed)> = seen
+                .iter()
+                .filter(|(k, o)| {
+                    let vm = l.vm(&k.vm).unwrap();
+                    let rec = &vm.vcpus[k.vcpu as usize];
+                    super::super::news(rec, vm.class, *o, || failed.contains(k)).is_some()
+                })
+                .cloned()
+                .collect();
+            let all = reconcile(&t, &l, &seen, &failed, 5);
+            let only = reconcile(&t, &l, &news, &failed, 5);
+            prop_assert_eq!(all.changes, only.changes);
+        }
+    }
+}

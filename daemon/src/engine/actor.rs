@@ -69,7 +69,26 @@ fn not_durable<T>(result: Result<T, EngineError>, e: &Arc<StateError>) -> Result
     result.and(Err(EngineError::State(Arc::clone(e))))
 }
 
+/// A handle that does not keep the engine running (the metrics listener's:
+/// the engine stops when the API and the ticker let go).
+#[derive(Clone)]
+pub struct WeakEngineHandle {
+    tx: mpsc::WeakSender<Job>,
+}
+
+impl WeakEngineHandle {
+    pub fn upgrade(&self) -> Option<EngineHandle> {
+        self.tx.upgrade().map(|tx| EngineHandle { tx })
+    }
+}
+
 impl EngineHandle {
+    pub fn downgrade(&self) -> WeakEngineHandle {
+        WeakEngineHandle {
+            tx: self.tx.downgrade(),
+        }
+    }
+
     /// Runs `f` on the engine's thread and returns its result once the
     /// group it ran in is committed.
     pub async fn call<R, F>(&self, f: F) -> Result<R, EngineGone>

@@ -108,10 +108,15 @@ impl Engine {
             repeats: Repeats::default(),
             measure_from: 0,
         };
+        engine.refresh_metrics();
         engine
-            .metrics
-            .refresh(engine.host.topology(), &engine.ledger);
-        engine
+    }
+
+    /// Brings the gauges (VS-files, vCPUs and interrupt rates by class and
+    /// backing) up to date: at each tick and each scrape, not at each
+    /// change, since it walks every hart and vCPU.
+    pub fn refresh_metrics(&self) {
+        self.metrics.refresh(self.host.topology(), &self.ledger);
     }
 
     /// Runs one decision of the core on the host's topology and the

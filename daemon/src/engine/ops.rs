@@ -265,6 +265,7 @@ impl Engine {
         self.measure_interrupts(now);
         self.rebalance(now);
         self.settle(now);
+        self.refresh_metrics();
         // `checkpoint` logs and counts its failures, and nobody awaits a
         // tick's reply: the next tick (or change) writes it again.
         if self.checkpoint(now).is_err() { /* logged and counted above */ }

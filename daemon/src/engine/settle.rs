@@ -34,7 +34,6 @@ impl Engine {
                 break;
             }
         }
-        self.metrics.refresh(self.host.topology(), &self.ledger);
     }
 
     /// Takes in what the host shows; true if settling should go on. The
@@ -138,19 +137,21 @@ impl Engine {
 
     /// Per vCPU of every placed VM, in placement order, what the host shows.
     pub fn observations(&self) -> Vec<(VcpuKey, Observed)> {
-        self.ledger
-            .vms()
-            .flat_map(|vm| {
-                let observed = self.host.observe(&vm.id);
-                observed.into_iter().enumerate().map(|(vcpu, seen)| {
-                    let key = VcpuKey {
-                        vm: vm.id.clone(),
-                        vcpu: vcpu as u32,
-                    };
-                    (key, seen)
-                })
-            })
-            .collect()
+        let mut news = Vec::new();
+        for vm in self.ledger.vms() {
+            let observed = self.host.observe(&vm.id);
+            for (vcpu, (seen, rec)) in observed.into_iter().zip(&vm.vcpus).enumerate() {
+                let key = || VcpuKey {
+                    vm: vm.id.clone(),
+                    vcpu: vcpu as u32,
+                };
+                let failed = || self.failed_entries.contains(&key());
+                if reconcile::news(rec, vm.class, seen, failed).is_some() {
+                    news.push((key(), seen));
+                }
+            }
+        }
+        news
     }
 
     /// Counts, logs and remembers one decision of the core.
