@@ -102,14 +102,32 @@ impl SimInterrupts {
         }
     }
 
-    /// Per vCPU, the count so far where the host sees it now.
+    /// Per vCPU, the count so far where the host sees it in `seen` (what
+    /// the host shows of the VM now).
+    pub fn counts_seen(&self, vm: &VmId, seen: &[Observed]) -> Vec<InterruptCount> {
+        let visible: Vec<Visibility> = seen.iter().map(Visibility::of).collect();
+        self.counts_with(vm, &visible)
+    }
+
+    /// Per vCPU, the count so far where the host saw it at the last
+    /// `refresh`.
+    #[cfg(test)]
     pub fn counts(&self, vm: &VmId) -> Vec<InterruptCount> {
+        let visible = self
+            .vms
+            .get(vm)
+            .map(|v| v.visible.clone())
+            .unwrap_or_default();
+        self.counts_with(vm, &visible)
+    }
+
+    fn counts_with(&self, vm: &VmId, visible: &[Visibility]) -> Vec<InterruptCount> {
         let Some(v) = self.vms.get(vm) else {
             return Vec::new();
         };
         v.counted
             .iter()
-            .zip(&v.visible)
+            .zip(visible)
             .map(|(&c, &vis)| (vis == Visibility::Counted).then_some(c as u64))
             .collect()
     }

@@ -38,6 +38,9 @@ pub struct SimHost {
     /// Not part of the machine file: a restarted daemon counts afresh, as
     /// it would on Linux.
     interrupts: SimInterrupts,
+    /// The machine changed since `interrupts` last took in what the host
+    /// shows of each vCPU.
+    visibility_stale: bool,
 }
 
 /// Where the simulated machine keeps itself between daemons.
@@ -77,6 +80,7 @@ impl SimHost {
             topology_changed: false,
             machine: None,
             interrupts: SimInterrupts::default(),
+            visibility_stale: false,
         }
     }
 
@@ -192,6 +196,11 @@ impl SimHost {
     /// Moves the simulation's clock to `now`: what the host counts of each
     /// vCPU's interrupts grows by its rate while it is visible.
     pub fn advance(&mut self, now: Millis) {
+        // Nothing changed since the last settle: the host shows now what
+        // it showed over the whole interval.
+        if std::mem::take(&mut self.visibility_stale) {
+            self.refresh_visibility();
+        }
         self.interrupts.advance(now);
     }
 
@@ -314,12 +323,14 @@ impl Host for SimHost {
                 }
             }
         }
-        self.refresh_visibility();
+        // Taken in when the clock next moves, not at every settle: it
+        // walks every vCPU, and only `advance` needs it.
+        self.visibility_stale = true;
         self.persist();
     }
 
     fn interrupt_counts(&self, vm: &VmId) -> Vec<InterruptCount> {
-        self.interrupts.counts(vm)
+        self.interrupts.counts_seen(vm, &self.observe(vm))
     }
 
     fn observe(&self, vm: &VmId) -> Vec<Observed> {
