@@ -311,3 +311,31 @@ fn a_state_written_by_another_kind_of_host_is_refused_and_kept() {
     );
     assert_eq!(fs::read(&path).unwrap(), before);
 }
+
+#[test]
+fn a_machine_in_memory_only_leaves_no_machine_file_and_its_vms_come_back() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().to_str().unwrap();
+    let args = [
+        "--simulate=harts=2,files=2",
+        "--sim-machine",
+        "memory",
+        "--state-dir",
+        dir,
+    ];
+    let mut d = Daemon::start(&args);
+    d.ctl("place --vm a --vcpus 2 --class guaranteed").ok();
+    d.stop();
+    assert!(!state.path().join("simulated-machine").exists());
+    // The machine is gone with the daemon: its VMMs start again, and the
+    // ledger keeps the VM.
+    let d = Daemon::start(&args);
+    assert_eq!(d.json("vm a")["vm"], "a");
+}
+
+#[test]
+fn a_machine_in_memory_is_only_for_the_simulated_host() {
+    let out = ifad(&["--sim-machine", "memory"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--simulate"), "{out:?}");
+}

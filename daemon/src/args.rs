@@ -13,6 +13,13 @@ pub const MAX_MIN_MOVE_INTERVAL: u64 = Millis::MAX / 1000;
 
 /// ifad: decides which vCPUs of a RISC-V KVM host get a hardware guest
 /// interrupt file (VS-file) and which run on MRIF, and serves that over gRPC.
+/// Where the simulated machine lives (`--sim-machine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimMachine {
+    File,
+    Memory,
+}
+
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Args {
@@ -21,6 +28,19 @@ pub struct Args {
     /// with files 1..=63.
     #[arg(long, value_name = "harts=N,files=F[,numa=K]", num_args = 0..=1, default_missing_value = "")]
     pub simulate: Option<SimSpec>,
+
+    /// Where the simulated machine (its KVM and VMMs) lives: `file`, in the
+    /// state dir, rewritten at each change of the machine, so that it
+    /// outlives the daemon as a real kernel does; or `memory`, gone with
+    /// the daemon (for benchmarks: what is measured is then ifad alone).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHERE",
+        default_value = "file",
+        requires = "simulate"
+    )]
+    pub sim_machine: SimMachine,
 
     /// Read the host from this tree laid out like `/` instead of the live
     /// system (as node_exporter's --path.rootfs): a captured host, to check

@@ -21,7 +21,7 @@ use ifad::state::{Loaded, StateDir};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use args::{Args, DriftArg, LogFormat, MetricsListen};
+use args::{Args, DriftArg, LogFormat, MetricsListen, SimMachine};
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -42,7 +42,12 @@ const SIM_MACHINE: &str = "simulated-machine";
 
 fn pick_host(args: &Args, state_dir: &Path) -> anyhow::Result<Box<dyn Host>> {
     if let Some(spec) = &args.simulate {
-        let host = SimHost::from_spec(spec).with_machine_file(&state_dir.join(SIM_MACHINE))?;
+        let host = match args.sim_machine {
+            SimMachine::File => {
+                SimHost::from_spec(spec).with_machine_file(&state_dir.join(SIM_MACHINE))?
+            }
+            SimMachine::Memory => SimHost::from_spec(spec).in_memory_only(),
+        };
         return Ok(Box::new(host));
     }
     let root = match &args.host_root {

@@ -35,6 +35,8 @@ pub struct SimHost {
     vms: HashMap<VmId, (VmHandle, usize)>,
     topology_changed: bool,
     machine: Option<MachineFile>,
+    /// The machine is kept nowhere: neither in a file nor in ifad's state.
+    in_memory_only: bool,
     /// Not part of the machine file: a restarted daemon counts afresh, as
     /// it would on Linux.
     interrupts: SimInterrupts,
@@ -81,6 +83,7 @@ impl SimHost {
             machine: None,
             interrupts: SimInterrupts::default(),
             visibility_stale: false,
+            in_memory_only: false,
         }
     }
 
@@ -144,6 +147,13 @@ impl SimHost {
                 m.failing = true;
             }
         }
+    }
+
+    /// Keeps the machine nowhere: it does not outlive the daemon, and
+    /// costs no write (`--sim-machine memory`, for benchmarks).
+    pub fn in_memory_only(mut self) -> Self {
+        self.in_memory_only = true;
+        self
     }
 
     pub fn from_spec(spec: &SimSpec) -> Self {
@@ -367,6 +377,9 @@ impl Host for SimHost {
     /// With no machine file of its own, the machine itself (the simulated
     /// VMMs and KVM outlive the daemon); with one, nothing.
     fn save(&self) -> serde_json::Value {
+        if self.in_memory_only {
+            return serde_json::Value::Null;
+        }
         match self.machine {
             Some(_) => serde_json::Value::Null,
             None => serde_json::to_value(Saved {
